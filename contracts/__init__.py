@@ -1,0 +1,28 @@
+"""The wire: every message the mesh sends or accepts, and the subjects it travels on.
+
+Import the models from here; each lives in a module named for what it describes.
+"""
+
+from contracts.deadletters import DeadLetter
+from contracts.envelope import Envelope
+from contracts.outcomes import Outcome, RoundDecided
+from contracts.releases import Change, ReleaseProposed
+from contracts.reviews import Finding, ReviewSubmitted, Severity, TokenUsage, Verdict
+from contracts.rounds import RoundDeadline
+from contracts.subjects import Subjects
+
+__all__ = [
+    "Change",
+    "DeadLetter",
+    "Envelope",
+    "Finding",
+    "Outcome",
+    "ReleaseProposed",
+    "ReviewSubmitted",
+    "RoundDeadline",
+    "RoundDecided",
+    "Severity",
+    "Subjects",
+    "TokenUsage",
+    "Verdict",
+]

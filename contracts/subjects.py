@@ -1,0 +1,124 @@
+"""Every subject, stream and bucket name, in one place.
+
+All names hang off one namespace (`MESH_NAMESPACE`, default `mesh`) so several meshes, or
+several test runs, share one NATS server without seeing each other's traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def subject_token(value: str) -> str:
+    """A single, safe subject token for an id (release ids may hold dots or spaces).
+
+    Ids that are already safe stay readable; anything else becomes a readable prefix plus a
+    short hash, so two different ids never share a token.
+    """
+    if value and not _UNSAFE.search(value) and len(value) <= 64:
+        return value
+    readable = _UNSAFE.sub("_", value)[:40]
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"{readable}-{digest}"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """Names for one namespace: `Subjects("mesh").release_proposed == "mesh.events.release.proposed"`."""
+
+    namespace: str = "mesh"
+
+    # events from other systems
+    @property
+    def events(self) -> str:
+        return f"{self.namespace}.events.>"
+
+    @property
+    def release_proposed(self) -> str:
+        return f"{self.namespace}.events.release.proposed"
+
+    # reviews
+    @property
+    def reviews(self) -> str:
+        return f"{self.namespace}.reviews.>"
+
+    def review_submitted(self, reviewer: str) -> str:
+        return f"{self.namespace}.reviews.release.{subject_token(reviewer)}"
+
+    # outcomes
+    @property
+    def outcomes(self) -> str:
+        return f"{self.namespace}.outcomes.>"
+
+    def round_decided(self, release_id: str) -> str:
+        return f"{self.namespace}.outcomes.release.{subject_token(release_id)}"
+
+    # deadlines: the schedule lives on one subject, the server fires it onto another
+    @property
+    def deadlines(self) -> str:
+        return f"{self.namespace}.deadlines.>"
+
+    def deadline_schedule(self, release_id: str) -> str:
+        return f"{self.namespace}.deadlines.schedule.{subject_token(release_id)}"
+
+    def deadline_fired(self, release_id: str) -> str:
+        return f"{self.namespace}.deadlines.fired.{subject_token(release_id)}"
+
+    @property
+    def deadlines_fired(self) -> str:
+        return f"{self.namespace}.deadlines.fired.*"
+
+    # dead letters
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.namespace}.deadletter.>"
+
+    def dead_letter(self, service: str) -> str:
+        return f"{self.namespace}.deadletter.{subject_token(service)}"
+
+    # streams and buckets
+    def stream_for(self, subject: str) -> str:
+        """The stream that stores `subject` (`mesh.reviews.release.x` -> `MESH_REVIEWS`)."""
+        prefix, _, rest = subject.partition(".")
+        kind = rest.split(".", 1)[0]
+        if prefix != self.namespace or kind not in _STREAM_KINDS:
+            raise ValueError(f"subject {subject!r} is not stored by any stream of namespace {self.namespace!r}")
+        return self.stream(kind)
+
+    def stream(self, purpose: str) -> str:
+        return f"{_stream_safe(self.namespace)}_{purpose.upper()}"
+
+    @property
+    def events_stream(self) -> str:
+        return self.stream("events")
+
+    @property
+    def reviews_stream(self) -> str:
+        return self.stream("reviews")
+
+    @property
+    def outcomes_stream(self) -> str:
+        return self.stream("outcomes")
+
+    @property
+    def deadlines_stream(self) -> str:
+        return self.stream("deadlines")
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return self.stream("deadletter")
+
+    @property
+    def rounds_bucket(self) -> str:
+        return f"{_UNSAFE.sub('_', self.namespace)}_rounds"
+
+
+_STREAM_KINDS = ("events", "reviews", "outcomes", "deadlines", "deadletter")
+
+
+def _stream_safe(name: str) -> str:
+    return _UNSAFE.sub("_", name).upper() if name else "MESH"

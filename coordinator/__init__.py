@@ -1,0 +1,1 @@
+"""Review rounds: gather the reviews that belong together, apply a policy, publish one outcome."""

@@ -1,0 +1,1 @@
+"""Deployable services: one module per service, each exposing a FastStream `app`."""
