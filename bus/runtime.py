@@ -78,6 +78,7 @@ class Agent:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._app: AsgiFastStream | None = None
         self.log = get_logger(self.name)
         if self.broker is None:
             self.broker = NatsBroker(**connect_options(self.settings, name=self.name), logger=None)
@@ -122,10 +123,13 @@ class Agent:
     # --- running ------------------------------------------------------------------------
 
     def build_app(self, *, routes: list[tuple[str, Any]] = ()) -> AsgiFastStream:
+        """The deployable app: consumers plus `/healthz` and `/readyz` (and any extra routes)."""
+        if self._app is not None:
+            return self._app
         configure_logging(self.settings.log_level, self.settings.log_format)
         for subscription in self.subscriptions:
             self._subscribe(subscription)
-        return AsgiFastStream(
+        self._app = AsgiFastStream(
             self.broker,
             asgi_routes=[
                 ("/healthz", json_endpoint(self._healthz)),
@@ -137,6 +141,18 @@ class Agent:
             on_shutdown=[self._goodbye],
             logger=None,
         )
+        return self._app
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """Run the consumers inside this process, without HTTP (tests, embedding)."""
+        self.build_app()
+        await self._startup()
+        await self.broker.start()
+        try:
+            yield self
+        finally:
+            await self.broker.stop()
 
     def _subscribe(self, sub: Subscription) -> None:
         settings = self.settings

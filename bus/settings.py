@@ -123,3 +123,21 @@ class MeshSettings(BaseSettings):
         from contracts.subjects import Subjects
 
         return Subjects(self.namespace)
+
+    def as_env(self) -> dict[str, str]:
+        """The settings that were set explicitly, as MESH_* variables for child processes.
+
+        Secrets are left out on purpose: children inherit them from the environment, and they
+        must never be written into a run file or a log.
+        """
+        env: dict[str, str] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name.startswith("anthropic_") or value is None:
+                continue
+            if isinstance(value, list):
+                value = ",".join(value)
+            elif isinstance(value, dict):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            env[f"MESH_{name.upper()}"] = str(value)
+        return env

@@ -16,14 +16,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 def subject_token(value: str) -> str:
     """A single, safe subject token for an id (release ids may hold dots or spaces).
 
-    Ids that are already safe stay readable; anything else becomes a readable prefix plus a
-    short hash, so two different ids never share a token.
+    Ids that are already safe stay readable; anything else becomes a readable prefix, `=`,
+    and a hash. A safe id never contains `=`, so two different ids never share a token.
     """
     if value and not _UNSAFE.search(value) and len(value) <= 64:
         return value
     readable = _UNSAFE.sub("_", value)[:40]
     digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-    return f"{readable}-{digest}"
+    return f"{readable}={digest}"
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class Policy:
         if name in ("all", "veto", "majority") and not arg:
             return cls(name)
         if name == "quorum":
-            if not arg.isdigit() or int(arg) < 1:
+            if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:
                 raise PolicyError(f"policy {text!r}: quorum needs a positive count, e.g. quorum:2")
             return cls("quorum", int(arg))
         raise PolicyError(f"unknown policy {text!r}; use all, veto, majority or quorum:K")

@@ -59,7 +59,7 @@ class Round(BaseModel):
         self.proposal_event_id = proposal.event_id
         self.expected = list(expected)
         self.policy = str(policy)
-        self.fallbacks = {name: fallbacks[name] for name in expected}
+        self.fallbacks = {name: fallbacks.get(name, "escalate") for name in expected}
         self.opened_at = now
         self.deadline = now + timedelta(seconds=deadline_seconds)
         self.settle(now=now)

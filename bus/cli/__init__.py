@@ -1,0 +1,50 @@
+"""`mesh`: run, inspect and feed the agent mesh from a terminal.
+
+Each command lives in a module named for what it does; this one assembles them and turns
+configuration mistakes into one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from bus.cli import admin, events, running
+from bus.errors import MeshError
+from bus.settings import MeshSettings
+
+app = typer.Typer(
+    name="mesh",
+    help="agent-mesh: AI agents that cooperate over NATS JetStream.\n\n"
+    "Start with `mesh demo`, then `mesh up` and `mesh publish release.proposed FILE --wait 30`.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+
+@app.callback()
+def load_settings(ctx: typer.Context) -> None:
+    """Read the settings once, before any command runs; every command gets them from ctx.obj."""
+    ctx.obj = MeshSettings()
+
+
+running.register(app)
+events.register(app)
+admin.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        typer.secho(f"error: invalid settings: {errors} (check your MESH_* variables)", err=True, fg="red")
+        sys.exit(2)
+    except MeshError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(1)

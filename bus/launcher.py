@@ -1,0 +1,129 @@
+"""Bring up a whole mesh on this machine: NATS (embedded or given), provisioning, services.
+
+`mesh up`, `mesh demo` and the end-to-end tests all start the mesh through here, so what the
+tests prove is what users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bus.connect import connect
+from bus.embedded import EmbeddedNats, free_port
+from bus.errors import MeshError
+from bus.processes import ServiceProcess, child_env, stop_all, wait_ready
+from bus.provision import ConsumerSpec, Report, provision
+from bus.settings import MeshSettings
+
+
+def all_consumers(names: list[str]) -> list[ConsumerSpec]:
+    """Every durable consumer the named services read from (each service declares its own)."""
+    from services.catalog import SERVICES
+
+    specs: list[ConsumerSpec] = []
+    for name in names:
+        specs += SERVICES[name].load().agent.consumers
+    return specs
+
+
+async def provision_mesh(settings: MeshSettings, *, names: list[str], reconcile: bool = True) -> Report:
+    nc = await connect(settings, name="mesh-provision")
+    try:
+        return await provision(nc.jetstream(), settings, all_consumers(names), reconcile=reconcile)
+    finally:
+        await nc.drain()
+
+
+@dataclass
+class RunningMesh:
+    settings: MeshSettings
+    nats_url: str
+    services: list[ServiceProcess]
+    nats: EmbeddedNats | None = None
+    home: Path = Path(".mesh")
+    provisioning: Report = field(default_factory=Report)
+
+    def stop(self) -> None:
+        stop_all(self.services)
+        if self.nats:
+            self.nats.stop()
+
+    def write_run_file(self) -> Path:
+        path = self.home / "run.json"
+        path.write_text(json.dumps(self.describe(), indent=2))
+        return path
+
+    def describe(self) -> dict:
+        return {
+            "nats_url": self.nats_url,
+            "namespace": self.settings.namespace,
+            "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
+            "services": {s.name: {"pid": s.pid, "url": s.url, "log": str(s.log_path)} for s in self.services},
+        }
+
+
+def start_mesh(
+    settings: MeshSettings,
+    *,
+    names: list[str],
+    home: Path,
+    embedded: bool,
+    fresh: bool = False,
+    base_port: int = 0,
+    ready_timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> RunningMesh:
+    """Start NATS (if embedded), provision, start every named service and wait until ready.
+
+    `base_port=0` picks free ports; otherwise service i listens on base_port + i.
+    """
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    nats: EmbeddedNats | None = None
+    nats_url = settings.nats_url
+    if embedded:
+        port = 4222 if base_port and _port_free(4222) else 0
+        nats = EmbeddedNats(store_dir=home / "nats", port=port, log_file=home / "logs" / "nats.log").start()
+        nats_url = nats.url
+        settings = settings.model_copy(update={"nats_url": nats_url})
+    services: list[ServiceProcess] = []
+    try:
+        report = asyncio.run(provision_mesh(settings, names=names))
+        shared = child_env(**{**settings.as_env(), "MESH_NATS_URL": nats_url, **(env or {})})
+        shared.setdefault("MESH_LOG_FORMAT", "json")
+        for index, name in enumerate(names):
+            port = base_port + index if base_port else free_port()
+            services.append(ServiceProcess(name, port, shared, log_path=home / "logs" / f"{name}.log").start())
+        not_ready = wait_ready(services, timeout=ready_timeout)
+        if not_ready:
+            raise MeshError(
+                "services did not become ready: "
+                + ", ".join(f"{s.name} (see {s.log_path})" for s in not_ready)
+            )
+    except BaseException:
+        stop_all(services)
+        if nats:
+            nats.stop()
+        raise
+    return RunningMesh(settings, nats_url, services, nats, home, report)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def nats_url_was_given(settings: MeshSettings) -> bool:
+    return "nats_url" in settings.model_fields_set or "MESH_NATS_URL" in os.environ

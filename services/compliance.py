@@ -1,0 +1,16 @@
+"""The compliance reviewer: personal data, retention, licences, changelog and sign-off rules.
+
+Run it alone with `mesh run compliance` (or `faststream run services.compliance:app --port 8082`).
+"""
+
+from bus.settings import MeshSettings
+from services.review.reviewer import build_reviewer
+
+settings = MeshSettings()
+agent = build_reviewer(
+    "compliance",
+    settings=settings,
+    description="Reviews each proposed release for personal data in logs or storage, retention "
+    "and deletion changes, licence changes, and missing changelog or sign-off.",
+)
+app = agent.build_app()

