@@ -21,20 +21,20 @@ from bus.provision import ConsumerSpec, Report, provision
 from bus.settings import MeshSettings
 
 
-def all_consumers(names: list[str]) -> list[ConsumerSpec]:
+def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec]:
     """Every durable consumer the named services read from (each service declares its own)."""
     from services.catalog import SERVICES
 
     specs: list[ConsumerSpec] = []
     for name in names:
-        specs += SERVICES[name].load().agent.consumers
+        specs += SERVICES[name].load().build(settings).consumers
     return specs
 
 
 async def provision_mesh(settings: MeshSettings, *, names: list[str], reconcile: bool = True) -> Report:
     nc = await connect(settings, name="mesh-provision")
     try:
-        return await provision(nc.jetstream(), settings, all_consumers(names), reconcile=reconcile)
+        return await provision(nc.jetstream(), settings, all_consumers(settings, names), reconcile=reconcile)
     finally:
         await nc.drain()
 

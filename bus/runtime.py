@@ -272,3 +272,22 @@ def _summarize(exc: ValidationError) -> str:
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
 
+
+
+def lazy_app(build: Callable[[MeshSettings], Agent]) -> Callable[[str], Any]:
+    """A module `__getattr__` that builds `app` from the environment on first access.
+
+    Importing a service module then has no side effects (tests and `mesh provision` call its
+    `build(settings)` with their own settings), while `faststream run services.x:app` still
+    finds an `app`.
+    """
+    built: dict[str, Any] = {}
+
+    def module_getattr(name: str) -> Any:
+        if name != "app":
+            raise AttributeError(name)
+        if "app" not in built:
+            built["app"] = build(MeshSettings()).build_app()
+        return built["app"]
+
+    return module_getattr

@@ -1,9 +1,12 @@
-"""The coordinator, as a deployable service: `mesh run coordinator`
-(or `faststream run services.coordinator:app --port 8083`)."""
+"""The coordinator, as a deployable service: opens a round per proposal, applies the policy,
+publishes one outcome per release.
 
-from bus.settings import MeshSettings
-from coordinator.service import build_coordinator
+Run it alone with `mesh run coordinator` (or `faststream run services.coordinator:app --port 8083`).
+"""
 
-settings = MeshSettings()
-agent = build_coordinator(settings)
-app = agent.build_app()
+from bus.runtime import lazy_app
+from coordinator.service import build_coordinator as build
+
+__getattr__ = lazy_app(build)  # `app`, for `faststream run services.coordinator:app`
+
+__all__ = ["build"]

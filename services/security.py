@@ -3,14 +3,18 @@
 Run it alone with `mesh run security` (or `faststream run services.security:app --port 8081`).
 """
 
+from bus.runtime import Agent, lazy_app
 from bus.settings import MeshSettings
 from services.review.reviewer import build_reviewer
 
-settings = MeshSettings()
-agent = build_reviewer(
-    "security",
-    settings=settings,
-    description="Reviews each proposed release for hard-coded secrets, injection, disabled TLS, "
-    "weakened authentication and other security risks.",
-)
-app = agent.build_app()
+
+def build(settings: MeshSettings) -> Agent:
+    return build_reviewer(
+        "security",
+        settings=settings,
+        description="Reviews each proposed release for hard-coded secrets, injection, disabled TLS, "
+        "weakened authentication and other security risks.",
+    )
+
+
+__getattr__ = lazy_app(build)  # `app`, for `faststream run services.security:app`

@@ -197,9 +197,9 @@ def run(
     if service not in SERVICES:
         raise MeshError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     settings: MeshSettings = ctx.obj
-    module = SERVICES[service].load()
+    app = SERVICES[service].load().build(settings).build_app()
     uvicorn.run(
-        module.app,
+        app,
         host=settings.http_host,
         port=port if port is not None else settings.http_port,
         log_level="warning",

@@ -11,7 +11,6 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig
 
-pytestmark = pytest.mark.asyncio
 
 
 def mesh(*args: str, settings=None, stdin: str | None = None, timeout: float = 60, **env: str):

@@ -12,7 +12,6 @@ from bus.runtime import Agent, Delivery
 from contracts.deadletters import DeadLetter
 from contracts.releases import ReleaseProposed
 
-pytestmark = pytest.mark.asyncio
 
 
 async def dead_letters(settings, *, expect: int, timeout: float = 10.0) -> list[DeadLetter]:

@@ -17,7 +17,6 @@ import pytest
 
 from tests.bus.test_cli import mesh
 
-pytestmark = pytest.mark.asyncio
 SAMPLES = files("contracts") / "samples"
 
 
@@ -52,7 +51,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
     assert "APPROVED rel-42" in result.stdout
     assert "BLOCKED rel-43" in result.stdout
     assert "src/provider.py:3" in result.stdout
-    assert "AKIAIOSFODNN7EXAMPLE" not in result.stdout
+    assert "AKIAZ7VRSQ5TJXK3M2PL" not in result.stdout
     assert elapsed < 30, f"mesh demo took {elapsed:.1f} s"
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left running: {leftovers}"

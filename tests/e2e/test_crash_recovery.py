@@ -12,7 +12,6 @@ from coordinator.rounds import RoundState
 from coordinator.store import RoundStore
 from tests.e2e.support import eventually, sample, stream_messages
 
-pytestmark = pytest.mark.asyncio
 
 
 async def outcomes_for(settings, release_id: str) -> list[bytes]:

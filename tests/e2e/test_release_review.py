@@ -11,7 +11,6 @@ from contracts.deadletters import DeadLetter
 from contracts.outcomes import Outcome, RoundDecided
 from tests.e2e.support import eventually, sample, stream_messages
 
-pytestmark = pytest.mark.asyncio
 
 ALL = ["security", "compliance", "coordinator"]
 
@@ -49,7 +48,7 @@ async def test_release_with_secret_is_blocked_with_the_finding(mesh, client):
     lines = {(f.file, f.line) for f in security.findings}
     assert ("src/provider.py", 3) in lines  # the AWS key, on the third added line
     assert "security" in outcome.reason
-    assert "AKIAIOSFODNN7EXAMPLE" not in outcome.model_dump_json()  # secrets are never echoed
+    assert "AKIAZ7VRSQ5TJXK3M2PL" not in outcome.model_dump_json()  # secrets are never echoed
 
 
 async def test_duplicate_proposal_yields_one_outcome(mesh, client, settings):

@@ -1,0 +1,145 @@
+"""The offline reviewer: the rules files applied to a release's diffs, deterministically.
+
+It needs no network and no key, so it is both the default brain and the model's fallback.
+Messages come from the rules file only and never quote diff text: a secret or an
+instruction planted in a diff cannot travel on into a review.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from contracts.releases import Change, ReleaseProposed
+from contracts.reviews import Finding, Severity, TokenUsage, Verdict
+from services.review.assessment import Assessment
+from services.review.diffs import ParsedDiff, parse_diff
+from services.review.rules import SEVERITY_RANK, Requirement, Rule, RuleSet
+
+MODEL = "offline-rules"
+_VERDICT_RANK = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
+# Regexes are precise about what they match but blind to context, so only a critical hit
+# (a key format, a private key block) earns near-certainty; a medium is a question for a human.
+_CLEAN_CONFIDENCE = 0.95
+_MINOR_CONFIDENCE = 0.9
+_NEEDS_HUMAN_CONFIDENCE = 0.7
+_REJECT_CONFIDENCE = {Severity.CRITICAL: 0.99, Severity.HIGH: 0.95}
+_CITED = 5  # findings named in the rationale; the rest are in `findings`
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A finding and the rule or requirement that produced it."""
+
+    finding: Finding
+    source: Rule | Requirement
+
+    @property
+    def effect(self) -> Verdict:
+        return self.source.effect
+
+
+def _hit(item: Rule | Requirement, path: str | None, line: int | None) -> Hit:
+    return Hit(Finding(rule=item.id, severity=item.severity, message=item.message, file=path, line=line), item)
+
+
+def _scan_change(change: Change, parsed: ParsedDiff, moved: set[str], rules: RuleSet) -> list[Hit]:
+    removed = [line for line in parsed.removed if line.text.strip() not in moved]
+    hits: list[Hit] = []
+    for rule in rules.rules:
+        if not rule.applies_to(change.path):
+            continue
+        if rule.scope == "file":
+            first = parsed.lines[0].line if parsed.lines else None
+            hits.append(_hit(rule, change.path, first))
+            continue
+        candidates = [
+            *(parsed.added if rule.scope in ("added", "both") else []),
+            *(removed if rule.scope in ("removed", "both") else []),
+        ]
+        hits.extend(_hit(rule, change.path, line.line) for line in candidates if rule.matches(line.text))
+    return hits
+
+
+def scan(proposal: ReleaseProposed, rules: RuleSet) -> list[Hit]:
+    """Every rule and requirement that fires on `proposal`, most severe first.
+
+    One hit per rule, file and line, and one secret per line: `AWS_SECRET = "AKIA..."` is an
+    AWS key (the first, most specific secret rule in the file), not also a generic secret.
+    """
+    parsed = [(change, parse_diff(change.diff)) for change in proposal.changes]
+    # A removed line that comes back verbatim anywhere in the release was moved, not removed.
+    moved = {line.text.strip() for _, diff in parsed for line in diff.added}
+    hits = [hit for change, diff in parsed for hit in _scan_change(change, diff, moved, rules)]
+    paths = [change.path for change in proposal.changes]
+    for requirement in rules.requirements:
+        if requirement.applies(proposal.labels) and not requirement.is_met(paths, proposal.description):
+            hits.append(_hit(requirement, None, None))
+    unique: dict[tuple[str, str | None, int | None], Hit] = {}
+    for hit in hits:  # a value changed in place fires on its removed and its added line
+        key = (hit.finding.rule, hit.finding.file, hit.finding.line)
+        if isinstance(hit.source, Rule) and hit.source.secret:
+            key = ("secret", hit.finding.file, hit.finding.line)
+        unique.setdefault(key, hit)
+    return sorted(
+        unique.values(),
+        key=lambda h: (-SEVERITY_RANK[h.finding.severity], h.finding.file or "", h.finding.line or 0, h.finding.rule),
+    )
+
+
+def _where(finding: Finding) -> str:
+    if finding.file is None:
+        return finding.rule
+    return f"{finding.rule} at {finding.file}" + (f":{finding.line}" if finding.line else "")
+
+
+def _rationale(name: str, verdict: Verdict, hits: list[Hit], files: int, rules: RuleSet) -> str:
+    if not hits:
+        checked = len(rules.rules) + len(rules.requirements)
+        return f"No {name} rule matched the {files} changed file(s); {checked} rules checked."
+    counts = Counter(hit.finding.severity for hit in hits)
+    tally = ", ".join(f"{counts[s]} {s.value}" for s in sorted(counts, key=lambda s: -SEVERITY_RANK[s]))
+    cited = "; ".join(_where(hit.finding) for hit in hits[:_CITED])
+    more = f" and {len(hits) - _CITED} more" if len(hits) > _CITED else ""
+    lead = {
+        Verdict.REJECT: "Rejected by the {name} rules",
+        Verdict.NEEDS_HUMAN: "A human should check the {name} findings",
+        Verdict.APPROVE: "Approved; minor {name} notes",
+    }[verdict].format(name=name)
+    return f"{lead}: {len(hits)} finding(s) ({tally}): {cited}{more}."
+
+
+def _confidence(verdict: Verdict, hits: list[Hit]) -> float:
+    if verdict is Verdict.REJECT:
+        worst = max((hit.finding.severity for hit in hits if hit.effect is Verdict.REJECT), key=SEVERITY_RANK.get)
+        return _REJECT_CONFIDENCE.get(worst, _REJECT_CONFIDENCE[Severity.HIGH])
+    if verdict is Verdict.NEEDS_HUMAN:
+        return _NEEDS_HUMAN_CONFIDENCE
+    return _MINOR_CONFIDENCE if hits else _CLEAN_CONFIDENCE
+
+
+class OfflineReviewer:
+    """A `Brain` that applies one rule set; same release in, same assessment out."""
+
+    model = MODEL
+
+    def __init__(self, rules: RuleSet, *, name: str) -> None:
+        self.rules = rules
+        self.name = name
+
+    async def assess(self, proposal: ReleaseProposed) -> Assessment:
+        """Review `proposal` with the rules (no I/O, so it never fails on the network)."""
+        return self.review(proposal)
+
+    def review(self, proposal: ReleaseProposed) -> Assessment:
+        """The synchronous, pure form of `assess`."""
+        hits = scan(proposal, self.rules)
+        verdict = max((hit.effect for hit in hits), key=_VERDICT_RANK.__getitem__, default=Verdict.APPROVE)
+        return Assessment(
+            verdict=verdict,
+            confidence=_confidence(verdict, hits),
+            rationale=_rationale(self.name, verdict, hits, len(proposal.changes), self.rules),
+            findings=[hit.finding for hit in hits],
+            model=MODEL,
+            tokens=TokenUsage(),
+        )

@@ -1,0 +1,318 @@
+"""Review rules: loaded from TOML data, validated, and compiled once.
+
+A rules file holds `[[rule]]` tables (regexes matched against the lines a diff adds or
+removes, or path globs for "this file changed") and `[[requirement]]` tables (what a release
+with certain labels must carry, like a changelog entry). `[terms]` are regex fragments that
+patterns reuse as `{{name}}`; `[globs]` are path lists that path fields reuse as `@name`.
+The header of `rules/security.toml` documents every field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from contracts.reviews import Severity, Verdict
+from services.review.diffs import blank_strings, is_comment
+
+SCOPES = ("added", "removed", "both", "file")
+SEVERITY_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
+_SEVERITY_VERDICT = {  # what a finding pushes towards, unless its rule sets `verdict`
+    Severity.CRITICAL: Verdict.REJECT, Severity.HIGH: Verdict.REJECT, Severity.MEDIUM: Verdict.NEEDS_HUMAN,
+    Severity.LOW: Verdict.APPROVE, Severity.INFO: Verdict.APPROVE,
+}  # fmt: skip
+_RULE_FIELDS = {
+    "id", "title", "severity", "message", "scope", "pattern", "paths", "exclude_paths",
+    "ignore", "skip_comments", "blank_strings", "secret", "verdict",
+}  # fmt: skip
+_REQUIREMENT_FIELDS = {"id", "title", "severity", "message", "labels", "changed_path", "description", "verdict"}
+_TERM = re.compile(r"\{\{(\w+)\}\}")
+
+
+class RulesFileInvalid(ValueError):
+    """A rules file that cannot be used; the message names the file, the rule and the field."""
+
+
+def path_matches(path: str, globs: tuple[str, ...]) -> bool:
+    """Case-insensitive glob match; a glob without `/` also matches the file name anywhere."""
+    path = path.lower()
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatchcase(path, g) or ("/" not in g and fnmatchcase(name, g)) for g in globs)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule; see the rules files for what each field means."""
+
+    id: str
+    title: str
+    severity: Severity
+    message: str
+    scope: str
+    patterns: tuple[re.Pattern[str], ...]
+    paths: tuple[str, ...] = ()
+    exclude_paths: tuple[str, ...] = ()
+    ignore: tuple[re.Pattern[str], ...] = ()
+    skip_comments: bool = True
+    blank_strings: bool = False
+    secret: bool = False
+    verdict: Verdict | None = None
+
+    @property
+    def effect(self) -> Verdict:
+        """The verdict a finding of this rule pushes towards."""
+        return self.verdict or _SEVERITY_VERDICT[self.severity]
+
+    def applies_to(self, path: str) -> bool:
+        """Whether files at `path` are in this rule's reach."""
+        if self.paths and not path_matches(path, self.paths):
+            return False
+        return not path_matches(path, self.exclude_paths)
+
+    def matches(self, text: str) -> bool:
+        """Whether one diff line (without its +/- marker) triggers this rule."""
+        if self.skip_comments and is_comment(text):
+            return False
+        subject = blank_strings(text) if self.blank_strings else text
+        if not any(pattern.search(subject) for pattern in self.patterns):
+            return False
+        return not any(pattern.search(text) for pattern in self.ignore)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something releases with certain labels must carry: a changed file or a description line."""
+
+    id: str
+    title: str
+    severity: Severity
+    message: str
+    labels: frozenset[str]
+    changed_path: tuple[str, ...] = ()
+    description: re.Pattern[str] | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def effect(self) -> Verdict:
+        """The verdict a missing requirement pushes towards."""
+        return self.verdict or _SEVERITY_VERDICT[self.severity]
+
+    def applies(self, labels: list[str]) -> bool:
+        """Whether a release with these labels must meet this requirement."""
+        return any(label.strip().lower() in self.labels for label in labels)
+
+    def is_met(self, paths: list[str], description: str) -> bool:
+        """Whether a release with these changed paths and this description meets it."""
+        if self.changed_path:
+            return any(path_matches(path, self.changed_path) for path in paths)
+        return bool(self.description and self.description.search(description))
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """All rules of one reviewer, compiled."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    requirements: tuple[Requirement, ...] = ()
+
+    def catalogue(self) -> str:
+        """One line per rule and requirement, for a model's system prompt."""
+        items = [*self.rules, *self.requirements]
+        return "\n".join(f"- {item.id} ({item.severity.value}): {item.title}" for item in items)
+
+    def redact(self, text: str) -> str:
+        """`text` with everything a secret rule matches replaced by `[REDACTED]`."""
+        for rule in self.rules:
+            if rule.secret:
+                for pattern in rule.patterns:
+                    text = pattern.sub("[REDACTED]", text)
+        return text
+
+
+def load_rules(name: str, path: Path | None = None) -> RuleSet:
+    """Load and validate the rules file `name` (packaged), or the file at `path`.
+
+    Raises `RulesFileInvalid` naming the rule id and field when the file is not usable.
+    """
+    if path is not None:
+        return parse_rules(path.read_text(encoding="utf-8"), source=str(path), name=name)
+    return _load_packaged(name)
+
+
+@lru_cache(maxsize=8)  # packaged files never change at runtime: compile once per process
+def _load_packaged(name: str) -> RuleSet:
+    folder = resources.files("services.review").joinpath("rules")
+    resource = folder.joinpath(f"{name}.toml")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or not resource.is_file():
+        known = sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml"))
+        raise RulesFileInvalid(f"No rules file named {name!r}; packaged rules are: {', '.join(known)}.")
+    return parse_rules(resource.read_text(encoding="utf-8"), source=f"{name}.toml", name=name)
+
+
+def parse_rules(text: str, *, source: str, name: str) -> RuleSet:
+    """Validate and compile the TOML text of a rules file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesFileInvalid(f"{source}: not valid TOML ({exc}); fix the syntax.") from exc
+    terms = _read_named(data.get("terms", {}), source, "terms", expand=True)
+    globs = _read_named(data.get("globs", {}), source, "globs", expand=False)
+    rules = tuple(_read_rule(raw, i, source, terms, globs) for i, raw in enumerate(data.get("rule", []), start=1))
+    requirements = tuple(
+        _read_requirement(raw, i, source, globs) for i, raw in enumerate(data.get("requirement", []), start=1)
+    )
+    seen: set[str] = set()
+    for item in (*rules, *requirements):
+        if item.id in seen:
+            raise RulesFileInvalid(f"{source}: rule {item.id}: field 'id' is used twice; give each rule its own id.")
+        seen.add(item.id)
+    if not rules and not requirements:
+        raise RulesFileInvalid(f"{source}: no [[rule]] or [[requirement]] tables; add at least one.")
+    return RuleSet(name=name, rules=rules, requirements=requirements)
+
+
+class _Reader:
+    """Typed access to one rule table, with errors that name the rule and the field."""
+
+    def __init__(self, raw: Any, index: int, source: str, kind: str, allowed: set[str]) -> None:
+        self.where = f"{source}: {kind} #{index}"
+        if not isinstance(raw, dict):
+            raise RulesFileInvalid(f"{self.where}: expected a table, got {type(raw).__name__}.")
+        self.raw = raw
+        rule_id = raw.get("id")
+        if not isinstance(rule_id, str) or not re.fullmatch(r"[A-Z]{2,8}\d{3,4}", rule_id):
+            self.fail("id", "is missing or not like 'SEC001' (letters then digits)")
+        self.id = rule_id
+        self.where = f"{source}: {kind} {rule_id}"
+        for unknown in sorted(set(raw) - allowed):
+            self.fail(unknown, f"is not a known field; use one of {', '.join(sorted(allowed))}")
+
+    def fail(self, field: str, problem: str) -> NoReturn:
+        raise RulesFileInvalid(f"{self.where}: field {field!r} {problem}.")
+
+    def text(self, field: str, default: str | None = None) -> str:
+        value = self.raw.get(field, default)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(field, "must be a non-empty string")
+        return value.strip()
+
+    def flag(self, field: str, default: bool) -> bool:
+        value = self.raw.get(field, default)
+        if not isinstance(value, bool):
+            self.fail(field, "must be true or false")
+        return value
+
+    def strings(self, field: str) -> tuple[str, ...]:
+        value = self.raw.get(field, [])
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            self.fail(field, "must be a string or a list of non-empty strings")
+        return tuple(value)
+
+    def globs(self, field: str, named: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """Path globs, lower-cased; `@name` stands for the list `[globs] name`."""
+        found: list[str] = []
+        for glob in self.strings(field):
+            if glob.startswith("@") and glob[1:] not in named:
+                self.fail(field, f"uses {glob}, which is not defined under [globs]")
+            found.extend(named[glob[1:]] if glob.startswith("@") else [glob.lower()])
+        return tuple(found)
+
+    def severity(self) -> Severity:
+        value = self.raw.get("severity")
+        if value not in {s.value for s in Severity}:
+            self.fail("severity", f"is {value!r}; use one of {', '.join(s.value for s in Severity)}")
+        return Severity(value)
+
+    def verdict(self) -> Verdict | None:
+        value = self.raw.get("verdict")
+        if value is None:
+            return None
+        if value not in {v.value for v in Verdict}:
+            self.fail("verdict", f"is {value!r}; use one of {', '.join(v.value for v in Verdict)}")
+        return Verdict(value)
+
+    def regex(self, field: str, source: str, terms: dict[str, str]) -> re.Pattern[str]:
+        def expand(match: re.Match[str]) -> str:
+            if match.group(1) not in terms:
+                self.fail(field, f"uses unknown term {{{{{match.group(1)}}}}}; define it under [terms]")
+            return terms[match.group(1)]
+
+        try:
+            return re.compile(_TERM.sub(expand, source))
+        except re.error as exc:
+            self.fail(field, f"is not a valid regular expression ({exc}): {source!r}")
+
+
+def _read_named(raw: Any, source: str, table: str, expand: bool) -> dict[str, Any]:
+    """`[terms]` (regex fragments, later terms may use earlier ones) or `[globs]` (path lists)."""
+    if not isinstance(raw, dict):
+        raise RulesFileInvalid(f"{source}: [{table}] must be a table of lists of strings.")
+    named: dict[str, Any] = {}
+    for key, values in raw.items():
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            raise RulesFileInvalid(f"{source}: {table}.{key} must be a non-empty list of strings.")
+        if not expand:
+            named[key] = tuple(v.lower() for v in values)
+            continue
+        joined = "(?:" + "|".join(values) + ")"
+        unknown = [m.group(1) for m in _TERM.finditer(joined) if m.group(1) not in named]
+        if unknown:
+            raise RulesFileInvalid(f"{source}: terms.{key} uses {{{{{unknown[0]}}}}} before it is defined.")
+        named[key] = _TERM.sub(lambda m: named[m.group(1)], joined)
+    return named
+
+
+def _read_rule(raw: Any, index: int, source: str, terms: dict[str, str], globs: dict[str, Any]) -> Rule:
+    read = _Reader(raw, index, source, "rule", _RULE_FIELDS)
+    scope = read.text("scope", "added")
+    if scope not in SCOPES:
+        read.fail("scope", f"is {scope!r}; use one of {', '.join(SCOPES)}")
+    patterns = tuple(read.regex("pattern", p, terms) for p in read.strings("pattern"))
+    if (scope == "file") == bool(patterns):
+        read.fail("pattern", "is required, except with scope = \"file\" where it must be left out")
+    paths = read.globs("paths", globs)
+    if scope == "file" and not paths:
+        read.fail("paths", "is required when scope = \"file\"")
+    return Rule(
+        id=read.id,
+        title=read.text("title"),
+        severity=read.severity(),
+        message=read.text("message"),
+        scope=scope,
+        patterns=patterns,
+        paths=paths,
+        exclude_paths=read.globs("exclude_paths", globs),
+        ignore=tuple(read.regex("ignore", p, terms) for p in read.strings("ignore")),
+        skip_comments=read.flag("skip_comments", True),
+        blank_strings=read.flag("blank_strings", False),
+        secret=read.flag("secret", False),
+        verdict=read.verdict(),
+    )
+
+
+def _read_requirement(raw: Any, index: int, source: str, globs: dict[str, Any]) -> Requirement:
+    read = _Reader(raw, index, source, "requirement", _REQUIREMENT_FIELDS)
+    labels = read.strings("labels")
+    if not labels:
+        read.fail("labels", "must list the labels that need this requirement")
+    if ("changed_path" in raw) == ("description" in raw):
+        read.fail("changed_path", "or 'description' must be set, and not both")
+    description = read.regex("description", read.text("description"), {}) if "description" in raw else None
+    return Requirement(
+        id=read.id,
+        title=read.text("title"),
+        severity=read.severity(),
+        message=read.text("message"),
+        labels=frozenset(label.lower() for label in labels),
+        changed_path=read.globs("changed_path", globs),
+        description=description,
+        verdict=read.verdict(),
+    )
