@@ -14,7 +14,7 @@ from contracts.releases import Change, ReleaseProposed
 from contracts.reviews import Finding, Severity, TokenUsage, Verdict
 from services.review.assessment import Assessment
 from services.review.diffs import ParsedDiff, parse_diff
-from services.review.rules import SEVERITY_RANK, Requirement, Rule, RuleSet
+from services.review.rules import SEVERITY_RANK, Check, Rule, RuleSet
 
 MODEL = "offline-rules"
 _VERDICT_RANK = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
@@ -32,14 +32,14 @@ class Hit:
     """A finding and the rule or requirement that produced it."""
 
     finding: Finding
-    source: Rule | Requirement
+    source: Check
 
     @property
     def effect(self) -> Verdict:
         return self.source.effect
 
 
-def _hit(item: Rule | Requirement, path: str | None, line: int | None) -> Hit:
+def _hit(item: Check, path: str | None, line: int | None) -> Hit:
     return Hit(Finding(rule=item.id, severity=item.severity, message=item.message, file=path, line=line), item)
 
 

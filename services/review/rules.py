@@ -1,16 +1,16 @@
 """Review rules: loaded from TOML data, validated, and compiled once.
 
-A rules file holds `[[rule]]` tables (regexes matched against the lines a diff adds or
-removes, or path globs for "this file changed") and `[[requirement]]` tables (what a release
-with certain labels must carry, like a changelog entry). `[terms]` are regex fragments that
-patterns reuse as `{{name}}`; `[globs]` are path lists that path fields reuse as `@name`.
-The header of `rules/security.toml` documents every field.
+`[[rule]]` tables match regexes against the lines a diff adds or removes (or path globs, for
+"this file changed"); `[[requirement]]` tables say what releases with some labels must carry.
+`[terms]` and `[globs]` are named lists reused as `{{name}}` and `@name`. The header of
+`rules/security.toml` documents every field.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -27,11 +27,10 @@ _SEVERITY_VERDICT = {  # what a finding pushes towards, unless its rule sets `ve
     Severity.CRITICAL: Verdict.REJECT, Severity.HIGH: Verdict.REJECT, Severity.MEDIUM: Verdict.NEEDS_HUMAN,
     Severity.LOW: Verdict.APPROVE, Severity.INFO: Verdict.APPROVE,
 }  # fmt: skip
-_RULE_FIELDS = {
-    "id", "title", "severity", "message", "scope", "pattern", "paths", "exclude_paths",
-    "ignore", "skip_comments", "blank_strings", "secret", "verdict",
-}  # fmt: skip
-_REQUIREMENT_FIELDS = {"id", "title", "severity", "message", "labels", "changed_path", "description", "verdict"}
+_CHECK_FIELDS = {"id", "title", "severity", "message", "verdict"}
+_RULE_FIELDS = _CHECK_FIELDS | {"scope", "pattern", "paths", "exclude_paths", "ignore", "skip_comments",
+                                "blank_strings", "secret"}  # fmt: skip
+_REQUIREMENT_FIELDS = _CHECK_FIELDS | {"labels", "changed_path", "description"}
 _TERM = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -41,19 +40,30 @@ class RulesFileInvalid(ValueError):
 
 def path_matches(path: str, globs: tuple[str, ...]) -> bool:
     """Case-insensitive glob match; a glob without `/` also matches the file name anywhere."""
-    path = path.lower()
-    name = path.rsplit("/", 1)[-1]
+    path, name = path.lower(), path.lower().rsplit("/", 1)[-1]
     return any(fnmatchcase(path, g) or ("/" not in g and fnmatchcase(name, g)) for g in globs)
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One compiled rule; see the rules files for what each field means."""
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """What every rule and requirement has: an id, how bad it is, and what to tell the author."""
 
     id: str
     title: str
     severity: Severity
     message: str
+    verdict: Verdict | None = None
+
+    @property
+    def effect(self) -> Verdict:
+        """The verdict a finding of this check pushes towards."""
+        return self.verdict or _SEVERITY_VERDICT[self.severity]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule(Check):
+    """One compiled line or file rule; the rules files say what each field means."""
+
     scope: str
     patterns: tuple[re.Pattern[str], ...]
     paths: tuple[str, ...] = ()
@@ -62,18 +72,11 @@ class Rule:
     skip_comments: bool = True
     blank_strings: bool = False
     secret: bool = False
-    verdict: Verdict | None = None
-
-    @property
-    def effect(self) -> Verdict:
-        """The verdict a finding of this rule pushes towards."""
-        return self.verdict or _SEVERITY_VERDICT[self.severity]
 
     def applies_to(self, path: str) -> bool:
         """Whether files at `path` are in this rule's reach."""
-        if self.paths and not path_matches(path, self.paths):
-            return False
-        return not path_matches(path, self.exclude_paths)
+        included = not self.paths or path_matches(path, self.paths)
+        return included and not path_matches(path, self.exclude_paths)
 
     def matches(self, text: str) -> bool:
         """Whether one diff line (without its +/- marker) triggers this rule."""
@@ -85,23 +88,13 @@ class Rule:
         return not any(pattern.search(text) for pattern in self.ignore)
 
 
-@dataclass(frozen=True)
-class Requirement:
+@dataclass(frozen=True, kw_only=True)
+class Requirement(Check):
     """Something releases with certain labels must carry: a changed file or a description line."""
 
-    id: str
-    title: str
-    severity: Severity
-    message: str
     labels: frozenset[str]
     changed_path: tuple[str, ...] = ()
     description: re.Pattern[str] | None = None
-    verdict: Verdict | None = None
-
-    @property
-    def effect(self) -> Verdict:
-        """The verdict a missing requirement pushes towards."""
-        return self.verdict or _SEVERITY_VERDICT[self.severity]
 
     def applies(self, labels: list[str]) -> bool:
         """Whether a release with these labels must meet this requirement."""
@@ -124,15 +117,12 @@ class RuleSet:
 
     def catalogue(self) -> str:
         """One line per rule and requirement, for a model's system prompt."""
-        items = [*self.rules, *self.requirements]
-        return "\n".join(f"- {item.id} ({item.severity.value}): {item.title}" for item in items)
+        return "\n".join(f"- {c.id} ({c.severity.value}): {c.title}" for c in (*self.rules, *self.requirements))
 
     def redact(self, text: str) -> str:
         """`text` with everything a secret rule matches replaced by `[REDACTED]`."""
-        for rule in self.rules:
-            if rule.secret:
-                for pattern in rule.patterns:
-                    text = pattern.sub("[REDACTED]", text)
+        for pattern in (pattern for rule in self.rules if rule.secret for pattern in rule.patterns):
+            text = pattern.sub("[REDACTED]", text)
         return text
 
 
@@ -164,18 +154,20 @@ def parse_rules(text: str, *, source: str, name: str) -> RuleSet:
         raise RulesFileInvalid(f"{source}: not valid TOML ({exc}); fix the syntax.") from exc
     terms = _read_named(data.get("terms", {}), source, "terms", expand=True)
     globs = _read_named(data.get("globs", {}), source, "globs", expand=False)
-    rules = tuple(_read_rule(raw, i, source, terms, globs) for i, raw in enumerate(data.get("rule", []), start=1))
-    requirements = tuple(
-        _read_requirement(raw, i, source, globs) for i, raw in enumerate(data.get("requirement", []), start=1)
-    )
-    seen: set[str] = set()
-    for item in (*rules, *requirements):
-        if item.id in seen:
-            raise RulesFileInvalid(f"{source}: rule {item.id}: field 'id' is used twice; give each rule its own id.")
-        seen.add(item.id)
+    rules = tuple(_read_rule(raw, i, source, terms, globs) for i, raw in _tables(data, "rule", source))
+    requirements = tuple(_read_requirement(raw, i, source, globs) for i, raw in _tables(data, "requirement", source))
     if not rules and not requirements:
         raise RulesFileInvalid(f"{source}: no [[rule]] or [[requirement]] tables; add at least one.")
+    if twice := [key for key, n in Counter(item.id for item in (*rules, *requirements)).items() if n > 1]:
+        raise RulesFileInvalid(f"{source}: rule {twice[0]}: field 'id' is used twice; give each rule its own id.")
     return RuleSet(name=name, rules=rules, requirements=requirements)
+
+
+def _tables(data: dict[str, Any], key: str, source: str) -> list[tuple[int, Any]]:
+    tables = data.get(key, [])
+    if not isinstance(tables, list):
+        raise RulesFileInvalid(f"{source}: write each {key} as [[{key}]] (an array of tables), not [{key}].")
+    return list(enumerate(tables, start=1))
 
 
 class _Reader:
@@ -198,14 +190,12 @@ class _Reader:
         raise RulesFileInvalid(f"{self.where}: field {field!r} {problem}.")
 
     def text(self, field: str, default: str | None = None) -> str:
-        value = self.raw.get(field, default)
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value := self.raw.get(field, default), str) or not value.strip():
             self.fail(field, "must be a non-empty string")
         return value.strip()
 
     def flag(self, field: str, default: bool) -> bool:
-        value = self.raw.get(field, default)
-        if not isinstance(value, bool):
+        if not isinstance(value := self.raw.get(field, default), bool):
             self.fail(field, "must be true or false")
         return value
 
@@ -225,28 +215,29 @@ class _Reader:
             found.extend(named[glob[1:]] if glob.startswith("@") else [glob.lower()])
         return tuple(found)
 
-    def severity(self) -> Severity:
-        value = self.raw.get("severity")
-        if value not in {s.value for s in Severity}:
-            self.fail("severity", f"is {value!r}; use one of {', '.join(s.value for s in Severity)}")
-        return Severity(value)
+    def choice(self, field: str, options: type[Severity] | type[Verdict]) -> Any:
+        value = self.raw.get(field)
+        if value is None and options is Verdict:
+            return None  # `verdict` is optional: the severity decides
+        if value not in {option.value for option in options}:
+            self.fail(field, f"is {value!r}; use one of {', '.join(option.value for option in options)}")
+        return options(value)
 
-    def verdict(self) -> Verdict | None:
-        value = self.raw.get("verdict")
-        if value is None:
-            return None
-        if value not in {v.value for v in Verdict}:
-            self.fail("verdict", f"is {value!r}; use one of {', '.join(v.value for v in Verdict)}")
-        return Verdict(value)
+    def common(self) -> dict[str, Any]:
+        """The `Check` fields, validated."""
+        return {
+            "id": self.id,
+            "title": self.text("title"),
+            "severity": self.choice("severity", Severity),
+            "message": self.text("message"),
+            "verdict": self.choice("verdict", Verdict),
+        }
 
     def regex(self, field: str, source: str, terms: dict[str, str]) -> re.Pattern[str]:
-        def expand(match: re.Match[str]) -> str:
-            if match.group(1) not in terms:
-                self.fail(field, f"uses unknown term {{{{{match.group(1)}}}}}; define it under [terms]")
-            return terms[match.group(1)]
-
+        if unknown := [m.group(0) for m in _TERM.finditer(source) if m.group(1) not in terms]:
+            self.fail(field, f"uses unknown term {unknown[0]}; define it under [terms]")
         try:
-            return re.compile(_TERM.sub(expand, source))
+            return re.compile(_TERM.sub(lambda m: terms[m.group(1)], source))
         except re.error as exc:
             self.fail(field, f"is not a valid regular expression ({exc}): {source!r}")
 
@@ -261,12 +252,10 @@ def _read_named(raw: Any, source: str, table: str, expand: bool) -> dict[str, An
             raise RulesFileInvalid(f"{source}: {table}.{key} must be a non-empty list of strings.")
         if not expand:
             named[key] = tuple(v.lower() for v in values)
-            continue
-        joined = "(?:" + "|".join(values) + ")"
-        unknown = [m.group(1) for m in _TERM.finditer(joined) if m.group(1) not in named]
-        if unknown:
-            raise RulesFileInvalid(f"{source}: terms.{key} uses {{{{{unknown[0]}}}}} before it is defined.")
-        named[key] = _TERM.sub(lambda m: named[m.group(1)], joined)
+        elif unknown := [m.group(0) for m in _TERM.finditer("".join(values)) if m.group(1) not in named]:
+            raise RulesFileInvalid(f"{source}: terms.{key} uses {unknown[0]} before it is defined.")
+        else:
+            named[key] = _TERM.sub(lambda m: named[m.group(1)], "(?:" + "|".join(values) + ")")
     return named
 
 
@@ -282,10 +271,7 @@ def _read_rule(raw: Any, index: int, source: str, terms: dict[str, str], globs: 
     if scope == "file" and not paths:
         read.fail("paths", "is required when scope = \"file\"")
     return Rule(
-        id=read.id,
-        title=read.text("title"),
-        severity=read.severity(),
-        message=read.text("message"),
+        **read.common(),
         scope=scope,
         patterns=patterns,
         paths=paths,
@@ -294,25 +280,19 @@ def _read_rule(raw: Any, index: int, source: str, terms: dict[str, str], globs: 
         skip_comments=read.flag("skip_comments", True),
         blank_strings=read.flag("blank_strings", False),
         secret=read.flag("secret", False),
-        verdict=read.verdict(),
     )
 
 
 def _read_requirement(raw: Any, index: int, source: str, globs: dict[str, Any]) -> Requirement:
     read = _Reader(raw, index, source, "requirement", _REQUIREMENT_FIELDS)
-    labels = read.strings("labels")
-    if not labels:
+    if not (labels := read.strings("labels")):
         read.fail("labels", "must list the labels that need this requirement")
     if ("changed_path" in raw) == ("description" in raw):
         read.fail("changed_path", "or 'description' must be set, and not both")
     description = read.regex("description", read.text("description"), {}) if "description" in raw else None
     return Requirement(
-        id=read.id,
-        title=read.text("title"),
-        severity=read.severity(),
-        message=read.text("message"),
+        **read.common(),
         labels=frozenset(label.lower() for label in labels),
         changed_path=read.globs("changed_path", globs),
         description=description,
-        verdict=read.verdict(),
     )

@@ -107,7 +107,10 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True  # a slow reply must not hold up close()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True)
+        # A short poll interval makes shutdown() (and so each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-anthropic", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -158,7 +161,8 @@ class FakeAnthropic:
                     body = raw.decode("utf-8", "replace")
                 recorded = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 if self.path.split("?")[0] != "/v1/messages":
-                    self._send(Reply(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}}))
+                    error = {"type": "not_found_error", "message": f"no route {self.path}"}
+                    self._send(Reply(404, {"type": "error", "error": error}))
                     return
                 self._send(fake._next(recorded))
 

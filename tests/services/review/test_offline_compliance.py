@@ -13,7 +13,8 @@ CHANGELOG = ("CHANGELOG.md", "@@ -1,2 +1,4 @@\n # Changelog\n+## 2.4.0\n+- Refun
 
 def hunk(line: str) -> str:
     """`line` added at line 12 of the new file, between real context lines."""
-    return f"@@ -10,3 +10,4 @@ class Refunds:\n     def __init__(self):\n         self.store = {{}}\n+{line}\n     # end\n"
+    context = "@@ -10,3 +10,4 @@ class Refunds:\n     def __init__(self):\n         self.store = {}\n"
+    return f"{context}+{line}\n     # end\n"
 
 
 def release(*changes: tuple[str, str], description: str = "Adds POST /refunds.", labels=("backend",)):
@@ -120,7 +121,7 @@ def test_clean_refund_release_is_approved(reviewer):
 
 def test_changed_retention_value_is_one_finding_needing_a_human(reviewer):
     """Changing a retention period in place is reported once, at the new line, for a human to judge."""
-    diff = "@@ -3,3 +3,3 @@ storage:\n   bucket: refunds\n-  retention_days: 365\n+  retention_days: 30\n   region: eu\n"
+    diff = "@@ -3,3 +3,3 @@ storage:\n   bucket: refunds\n-  retention_days: 365\n+  retention_days: 30\n   x: 1\n"
     assessment = reviewer.review(release(("config/storage.yaml", diff)))
     assert [(f.rule, f.line) for f in assessment.findings] == [("CMP004", 4)]
     assert assessment.verdict is Verdict.NEEDS_HUMAN
@@ -146,7 +147,7 @@ def test_touching_a_licence_file_needs_a_human(reviewer):
 
 def test_changed_spdx_identifier_is_found_but_a_new_header_is_not(reviewer):
     """Replacing a file's SPDX identifier is a finding; adding one to a new file is not."""
-    changed = "@@ -1,2 +1,2 @@\n-# SPDX-License-Identifier: Apache-2.0\n+# SPDX-License-Identifier: BUSL-1.1\n import os\n"
+    changed = "@@ -1,2 +1,2 @@\n-# SPDX-License-Identifier: Apache-2.0\n+# SPDX-License-Identifier: BUSL-1.1\n"
     assert [f.rule for f in reviewer.review(release(("src/app.py", changed))).findings] == ["CMP008"]
     new_file = "@@ -0,0 +1,2 @@\n+# SPDX-License-Identifier: Apache-2.0\n+import os\n"
     assert reviewer.review(release(("src/new.py", new_file))).findings == []

@@ -12,7 +12,8 @@ AWS_KEY = "AKIAZ3MEXQ4J7HNR2PLC"  # made up, but shaped like a real access key i
 
 def hunk(line: str) -> str:
     """`line` added at line 12 of the new file, between real context lines."""
-    return f"@@ -10,3 +10,4 @@ def handler():\n     request = build()\n     headers = {{}}\n+{line}\n     return send()\n"
+    context = "@@ -10,3 +10,4 @@ def handler():\n     request = build()\n     headers = {}\n"
+    return f"{context}+{line}\n     return send()\n"
 
 
 def release(*changes: tuple[str, str], description: str = "Adds POST /refunds.", labels=("backend",)):
@@ -34,14 +35,14 @@ def reviewer() -> OfflineReviewer:
 
 # (rule, path, an added line that must fire it, the fixed line that must not fire anything)
 CASES = [
-    ("SEC001", "src/config.py", f'AWS_ACCESS_KEY_ID = "{AWS_KEY}"', 'AWS_ACCESS_KEY_ID = os.environ["AWS_ACCESS_KEY_ID"]'),
+    ("SEC001", "src/config.py", f'AWS_ACCESS_KEY_ID = "{AWS_KEY}"', 'AWS_ACCESS_KEY_ID = os.environ["AWS_KEY_ID"]'),
     ("SEC002", "deploy/env.py", 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ8Lw3hT1a"',
      "aws_secret_access_key = secrets.get('aws/secret')"),
     ("SEC003", "src/llm.py", 'client = Anthropic(api_key="sk-ant-api03-Xk29fLq0Zr8PmWv3Ty7Nc1Bd")',
      'client = Anthropic(api_key=settings.anthropic_api_key)'),
     ("SEC004", "scripts/release.sh", "export GITHUB_TOKEN=ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS",
      'export GITHUB_TOKEN="${{ secrets.GITHUB_TOKEN }}"'),
-    ("SEC005", "src/notify.py", 'SLACK_TOKEN = "xoxb-2048-4096-a1b2C3d4E5f6G7h8"', "SLACK_TOKEN = settings.slack_token"),
+    ("SEC005", "src/notify.py", 'SLACK_TOKEN = "xoxb-2048-4096-a1b2C3d4E5f6G7h8"', "SLACK_TOKEN = settings.slack"),
     ("SEC006", "deploy/tls/server.key", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN CERTIFICATE-----"),
     ("SEC007", "src/weather.py", 'weather_api_key = "9f8e7d6c5b4a39281706f5e4"', 'weather_api_key = "<your-api-key>"'),
     ("SEC008", "src/db.py", 'DB_PASSWORD = "Tr0ub4dor&3"', 'DB_PASSWORD = os.environ["DB_PASSWORD"]'),
@@ -176,7 +177,8 @@ def test_removed_auth_check_is_found_but_a_moved_one_is_not(reviewer):
     alone = reviewer.review(release(("src/api.py", removed)))
     assert [(f.rule, f.line) for f in alone.findings] == [("SEC016", 21)]
     assert alone.verdict is Verdict.REJECT
-    moved = reviewer.review(release(("src/api.py", removed), ("src/routes.py", "+@login_required\n+def list_refunds():\n")))
+    elsewhere = ("src/routes.py", "+@login_required\n+def list_refunds():\n")
+    moved = reviewer.review(release(("src/api.py", removed), elsewhere))
     assert moved.findings == []
 
 
