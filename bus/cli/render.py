@@ -32,7 +32,10 @@ def print_outcome(console: Console, outcome: RoundDecided) -> None:
             )
     for name in outcome.missing:
         fallback = outcome.fallbacks_applied.get(name)
-        console.print(f"  • {name}: [dim]no review[/]" + (f" → fallback {fallback}" if fallback else ""))
+        if fallback:
+            console.print(f"  • {name}: [dim]no review by the deadline[/] → fallback {fallback}")
+        else:
+            console.print(f"  • {name}: [dim]not needed: decided before it answered[/]")
 
 
 EXIT_CODES = {Outcome.APPROVED: 0, Outcome.BLOCKED: 1, Outcome.ESCALATED: 3}
