@@ -11,9 +11,13 @@ import asyncio
 from contextlib import suppress
 
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
+
+# What a restarting server or a stream electing a new leader answers for a few seconds.
+_TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
 
 from bus.connect import connect
 from bus.settings import MeshSettings
@@ -43,13 +47,30 @@ class MeshClient:
         with suppress(Exception):
             await self.nc.drain()
 
-    async def propose(self, proposal: ReleaseProposed) -> PubAck:
-        """Publish a release proposal; the same release id twice in the dedupe window is stored once."""
-        return await self.js.publish(
-            self.subjects.release_proposed,
-            proposal.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"proposal:{subject_token(proposal.release_id)}", "content-type": "application/json"},
-        )
+    async def propose(self, proposal: ReleaseProposed, *, retry_for: float = 15.0) -> PubAck:
+        """Publish a release proposal; the same release id twice in the dedupe window is stored once.
+
+        While NATS restarts or a stream elects a new leader, the publish is retried for up to
+        `retry_for` seconds — safe, because every attempt carries the same message id.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + retry_for
+        pause = 0.1
+        while True:
+            try:
+                return await self.js.publish(
+                    self.subjects.release_proposed,
+                    proposal.model_dump_json().encode(),
+                    headers={
+                        "Nats-Msg-Id": f"proposal:{subject_token(proposal.release_id)}",
+                        "content-type": "application/json",
+                    },
+                )
+            except _TRANSIENT:
+                if loop.time() + pause > give_up:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     async def outcome_of(self, release_id: str) -> RoundDecided | None:
         """The outcome already published for a release, if any."""
@@ -62,14 +83,21 @@ class MeshClient:
     async def wait_for_outcome(self, release_id: str, *, timeout: float) -> RoundDecided | None:
         """Wait for a release's outcome; returns at once when it was decided already."""
         sub = await self.nc.subscribe(self.subjects.round_decided(release_id))
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
         try:
             # Subscribe first, then look: an outcome published in between is seen either way.
-            if (known := await self.outcome_of(release_id)) is not None:
-                return known
-            msg = await sub.next_msg(timeout=timeout)
-            return RoundDecided.model_validate_json(msg.data)
-        except (NatsTimeoutError, asyncio.TimeoutError):
-            return None
+            # Look again every few seconds: a message sent while we reconnected is not resent.
+            while True:
+                with suppress(*_TRANSIENT):
+                    if (known := await self.outcome_of(release_id)) is not None:
+                        return known
+                remaining = give_up - loop.time()
+                if remaining <= 0:
+                    return None
+                with suppress(*_TRANSIENT):
+                    msg = await sub.next_msg(timeout=min(remaining, 3.0))
+                    return RoundDecided.model_validate_json(msg.data)
         finally:
             with suppress(Exception):
                 await sub.unsubscribe()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import nats
 from nats.aio.client import Client
 
@@ -9,7 +11,7 @@ from bus.settings import MeshSettings
 
 
 def connect_options(settings: MeshSettings, *, name: str) -> dict:
-    """Options shared by raw nats-py clients and FastStream's broker.
+    """Options of a raw nats-py client (`nats.connect(**options)`).
 
     Reconnect forever: a NATS restart must never take a service down with it.
     """
@@ -22,7 +24,34 @@ def connect_options(settings: MeshSettings, *, name: str) -> dict:
     }
     if settings.nats_credentials:
         options["user_credentials"] = str(settings.nats_credentials)
+    if (tls := tls_context(settings)) is not None:
+        options["tls"] = tls
     return options
+
+
+def broker_options(settings: MeshSettings, *, name: str) -> dict:
+    """The same options in FastStream's terms: credentials and TLS go in `security=`."""
+    from faststream.nats import NatsCredentials, NatsSecurity
+
+    options = connect_options(settings, name=name)
+    credentials, tls = options.pop("user_credentials", None), options.pop("tls", None)
+    if credentials:
+        options["security"] = NatsCredentials(credentials, ssl_context=tls)
+    elif tls is not None:
+        options["security"] = NatsSecurity(ssl_context=tls)
+    return options
+
+
+def tls_context(settings: MeshSettings) -> ssl.SSLContext | None:
+    """A TLS context for a private CA and/or a client certificate; None leaves nats-py's default
+    (no TLS for nats:// URLs, the system's CAs for tls:// URLs)."""
+    if not (settings.nats_tls_ca or settings.nats_tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None)
+    if settings.nats_tls_cert:
+        key = settings.nats_tls_key or settings.nats_tls_cert
+        context.load_cert_chain(str(settings.nats_tls_cert), str(key))
+    return context
 
 
 async def connect(settings: MeshSettings, *, name: str) -> Client:
@@ -31,4 +60,11 @@ async def connect(settings: MeshSettings, *, name: str) -> Client:
     # The CLI should fail fast on a wrong URL instead of retrying forever.
     options["max_reconnect_attempts"] = 60
     options["allow_reconnect"] = True
+    # nats-py logs every failed reconnect attempt with a traceback; a failed request already
+    # raises where it was made, so the CLI stays readable while NATS restarts.
+    options.setdefault("error_cb", _ignore)
     return await nats.connect(**options)
+
+
+async def _ignore(exc: Exception) -> None:
+    return None

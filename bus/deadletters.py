@@ -42,11 +42,17 @@ class DeadLetterWriter:
 
     async def write(self, msg: Msg, *, error_type: str, error: str) -> DeadLetter:
         record = dead_letter_record(msg, service=self._service, error_type=error_type, error=error)
-        # One record per original message and consumer, however often we are asked.
-        msg_id = f"dlq:{record.stream}:{record.stream_seq}:{record.consumer}"
+        return await self.write_record(record)
+
+    async def write_record(self, record: DeadLetter) -> DeadLetter:
         await self._publish(
             record.model_dump_json().encode(),
             self._subject,
-            {"Nats-Msg-Id": msg_id, "content-type": "application/json"},
+            {"Nats-Msg-Id": dead_letter_id(record), "content-type": "application/json"},
         )
         return record
+
+
+def dead_letter_id(record: DeadLetter) -> str:
+    """One record per original message and consumer, however often (and by whom) it is written."""
+    return f"dlq:{record.stream}:{record.stream_seq}:{record.consumer}"

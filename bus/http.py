@@ -10,30 +10,61 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bus.cards import etag
+
 Scope = dict[str, Any]
 Handler = Callable[[Scope], Awaitable[tuple[int, Any]]]
 
 PROBLEM_JSON = "application/problem+json"
+CARD_CACHE_CONTROL = "public, max-age=60"
+
+
+async def _send(send: Callable, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": str(len(body))}.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def json_endpoint(handler: Handler) -> Callable:
-    """An ASGI app answering GET/HEAD with the JSON `handler` returns (status, body)."""
+    """An ASGI app answering GET/HEAD with the JSON `handler` returns as (status, body)."""
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
         if scope.get("method") not in ("GET", "HEAD"):
-            status, body, content_type = 405, problem(405, "Method not allowed", "Use GET."), PROBLEM_JSON
-        else:
-            status, body = await handler(scope)
-            content_type = PROBLEM_JSON if status >= 400 else "application/json"
+            await _send(send, 405, json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
+                        {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})  # fmt: skip
+            return
+        status, body = await handler(scope)
         payload = json.dumps(body, default=str).encode()
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(payload)).encode())],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else payload})
+        content_type = PROBLEM_JSON if status >= 400 else "application/json"
+        await _send(send, status, b"" if scope.get("method") == "HEAD" else payload, {"content-type": content_type})
 
     return app
+
+
+def cached_document_endpoint(document: Callable[[], dict], *, cache_control: str = CARD_CACHE_CONTROL) -> Callable:
+    """Serve a JSON document with an ETag; `If-None-Match` with the current tag gets a 304."""
+
+    async def app(scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope.get("method") not in ("GET", "HEAD"):
+            await _send(send, 405, json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
+                        {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})  # fmt: skip
+            return
+        request_headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        status, payload, headers = conditional_json(document(), request_headers.get("if-none-match"), cache_control)
+        await _send(send, status, b"" if scope.get("method") == "HEAD" else payload, headers)
+
+    return app
+
+
+def conditional_json(
+    body: dict, if_none_match: str | None, cache_control: str = CARD_CACHE_CONTROL
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, payload, headers) for a cacheable JSON document: 304 when the client's tag matches."""
+    tag = etag(body)
+    if if_none_match and (tag in {t.strip() for t in if_none_match.split(",")} or if_none_match.strip() == "*"):
+        return 304, b"", {"etag": tag, "cache-control": cache_control}
+    headers = {"etag": tag, "cache-control": cache_control, "content-type": "application/json"}
+    return 200, json.dumps(body).encode(), headers
 
 
 def problem(status: int, title: str, detail: str) -> dict:

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bus.cluster import EmbeddedCluster
 from bus.connect import connect
 from bus.embedded import EmbeddedNats, free_port
 from bus.errors import MeshError
@@ -47,11 +48,14 @@ class RunningMesh:
     nats: EmbeddedNats | None = None
     home: Path = Path(".mesh")
     provisioning: Report = field(default_factory=Report)
+    cluster: EmbeddedCluster | None = None  # `cluster=N`: N embedded nodes instead of `nats`
 
     def stop(self) -> None:
         stop_all(self.services)
         if self.nats:
             self.nats.stop()
+        if self.cluster:
+            self.cluster.stop()
 
     def write_run_file(self) -> Path:
         path = self.home / "run.json"
@@ -63,6 +67,7 @@ class RunningMesh:
             "nats_url": self.nats_url,
             "namespace": self.settings.namespace,
             "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
+            "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
             "services": {s.name: {"pid": s.pid, "url": s.url, "log": str(s.log_path)} for s in self.services},
         }
 
@@ -77,17 +82,28 @@ def start_mesh(
     base_port: int = 0,
     ready_timeout: float = 30.0,
     env: dict[str, str] | None = None,
+    replicas: dict[str, int] | None = None,
+    cluster: int = 0,
 ) -> RunningMesh:
     """Start NATS (if embedded), provision, start every named service and wait until ready.
 
     `base_port=0` picks free ports; otherwise service i listens on base_port + i.
+    `replicas` runs more than one process of a service (`{"security": 2}`); replicas share
+    the service's durable consumers, each has its own port and log file (`security-2.log`).
+    `cluster=3` (with `embedded`) starts a 3-node JetStream cluster instead of one server,
+    and makes every stream and bucket R3.
     """
     if fresh and home.exists():
         shutil.rmtree(home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     nats: EmbeddedNats | None = None
+    nodes: EmbeddedCluster | None = None
     nats_url = settings.nats_url
-    if embedded:
+    if embedded and cluster > 1:
+        nodes = EmbeddedCluster(store_dir=home / "cluster", size=cluster, log_dir=home / "logs").start()
+        nats_url = nodes.url
+        settings = settings.model_copy(update={"nats_url": nats_url, "stream_replicas": min(cluster, 3)})
+    elif embedded:
         port = 4222 if base_port and _port_free(4222) else 0
         nats = EmbeddedNats(store_dir=home / "nats", port=port, log_file=home / "logs" / "nats.log").start()
         nats_url = nats.url
@@ -97,9 +113,11 @@ def start_mesh(
         report = asyncio.run(provision_mesh(settings, names=names))
         shared = child_env(**{**settings.as_env(), "MESH_NATS_URL": nats_url, **(env or {})})
         shared.setdefault("MESH_LOG_FORMAT", "json")
-        for index, name in enumerate(names):
-            port = base_port + index if base_port else free_port()
-            services.append(ServiceProcess(name, port, shared, log_path=home / "logs" / f"{name}.log").start())
+        for name in names:
+            for replica in range((replicas or {}).get(name, 1)):
+                port = base_port + len(services) if base_port else free_port()
+                log = f"{name}.log" if replica == 0 else f"{name}-{replica + 1}.log"
+                services.append(ServiceProcess(name, port, shared, log_path=home / "logs" / log).start())
         not_ready = wait_ready(services, timeout=ready_timeout)
         if not_ready:
             raise MeshError(
@@ -110,8 +128,10 @@ def start_mesh(
         stop_all(services)
         if nats:
             nats.stop()
+        if nodes:
+            nodes.stop()
         raise
-    return RunningMesh(settings, nats_url, services, nats, home, report)
+    return RunningMesh(settings, nats_url, services, nats, home, report, cluster=nodes)
 
 
 def _port_free(port: int) -> bool:

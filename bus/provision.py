@@ -70,6 +70,10 @@ def desired_streams(settings: MeshSettings) -> list[StreamConfig]:
             allow_msg_schedules=True,
         ),  # fmt: skip
         stream(s.dead_letter_stream, [s.dead_letters], 30 * DAY, description="Messages that could not be processed."),
+        stream(
+            s.advisories_stream, [s.max_deliveries_advisory(name) for name in s.data_streams], 7 * DAY,
+            description="The server's max-deliveries advisories, kept until a service dead-letters the message.",
+        ),  # fmt: skip
     ]
 
 
@@ -82,7 +86,23 @@ def desired_buckets(settings: MeshSettings) -> list[KeyValueConfig]:
             ttl=30 * DAY,  # a duplicate proposal within a month still finds its round
             storage=StorageType.FILE,
             replicas=settings.stream_replicas,
-        )
+        ),
+        KeyValueConfig(
+            bucket=settings.subjects.agents_bucket,
+            description="Agent cards, one per agent name.",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+        ),
+        KeyValueConfig(
+            bucket=settings.subjects.instances_bucket,
+            description="Live agent instances; each record expires unless heartbeated (Nats-TTL).",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+            # expiry leaves a marker, so watchers learn that an instance died
+            limit_marker_ttl=settings.heartbeat_ttl_seconds,
+        ),
     ]
 
 

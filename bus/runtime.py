@@ -12,7 +12,6 @@ A service declares *what* it consumes and *what* it does; the runtime owns *how*
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -26,13 +25,19 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 from pydantic import BaseModel, ValidationError
 
-from bus.connect import connect_options
+from bus.connect import broker_options
 from bus.deadletters import DeadLetterWriter
 from bus.errors import InvalidMessage
-from bus.http import json_endpoint, problem
+from bus.exhausted import exhausted_subscriptions
+from bus.inflight import InFlight
+from bus.cards import build_card, contract_name, public_url
+from bus.http import cached_document_endpoint, json_endpoint, problem
 from bus.logs import configure_logging, get_logger
+from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.settings import MeshSettings
+from contracts.cards import AgentCard, AgentSkill
+from contracts.catalog import json_schema
 
 EventT = TypeVar("EventT", bound=BaseModel)
 Handler = Callable[[Any, "Delivery"], Awaitable[None]]
@@ -74,14 +79,23 @@ class Agent:
     settings: MeshSettings
     description: str = ""
     broker: NatsBroker | None = None
+    skills: list[AgentSkill] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
+    produces: list[tuple[str, type[BaseModel]]] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # before the first logger is bound: a bound structlog logger keeps the config it saw
+        configure_logging(self.settings.log_level, self.settings.log_format)
         self._app: AsgiFastStream | None = None
+        self._presence: Presence | None = None
+        self._pools: list[InFlight] = []
+        self.in_flight = 0
+        self.handled = 0
         self.log = get_logger(self.name)
         if self.broker is None:
-            self.broker = NatsBroker(**connect_options(self.settings, name=self.name), logger=None)
+            self.broker = NatsBroker(**broker_options(self.settings, name=self.name), logger=None)
         self.dead_letters = DeadLetterWriter(self.settings, service=self.name, publish=self._publish_raw)
 
     # --- declaring ----------------------------------------------------------------------
@@ -98,9 +112,39 @@ class Agent:
 
         return register
 
+    def publishes(self, subject: str, model: type[BaseModel]) -> None:
+        """Declare what this agent publishes (it appears on the card, with its schema)."""
+        self.produces.append((subject, model))
+
     @property
     def consumers(self) -> list[ConsumerSpec]:
-        return [s.spec for s in self.subscriptions]
+        # and, per consumer, one on its max-deliveries advisories (bus/exhausted.py)
+        return [s.spec for s in [*self.subscriptions, *exhausted_subscriptions(self)]]
+
+    @property
+    def card(self) -> AgentCard:
+        """This agent's A2A card, derived from its skills, subscriptions and settings."""
+        return build_card(
+            name=self.name,
+            description=self.description,
+            skills=self.skills,
+            consumes=[(s.subject, s.model) for s in self.subscriptions],
+            produces=self.produces,
+            settings=self.settings,
+        )
+
+    def http_routes(self) -> list[tuple[str, Any]]:
+        """Health, readiness, the card and the schemas of every message on the card."""
+        card = self.card.to_wire()
+        routes: list[tuple[str, Any]] = [
+            ("/healthz", json_endpoint(self._healthz)),
+            ("/readyz", json_endpoint(self._readyz)),
+            ("/.well-known/agent-card.json", cached_document_endpoint(lambda: card)),
+        ]
+        wire = [(s.subject, s.model) for s in self.subscriptions] + self.produces
+        for name in sorted({n for n in (contract_name(m) for _, m in wire) if n}):
+            routes.append((f"/schemas/{name}.json", cached_document_endpoint(lambda n=name: json_schema(n))))
+        return routes
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -126,19 +170,14 @@ class Agent:
         """The deployable app: consumers plus `/healthz` and `/readyz` (and any extra routes)."""
         if self._app is not None:
             return self._app
-        configure_logging(self.settings.log_level, self.settings.log_format)
-        for subscription in self.subscriptions:
+        for subscription in [*self.subscriptions, *exhausted_subscriptions(self)]:
             self._subscribe(subscription)
         self._app = AsgiFastStream(
             self.broker,
-            asgi_routes=[
-                ("/healthz", json_endpoint(self._healthz)),
-                ("/readyz", json_endpoint(self._readyz)),
-                *routes,
-            ],
+            asgi_routes=[*self.http_routes(), *routes],
             on_startup=[self._startup],
             after_startup=[self._announce],
-            on_shutdown=[self._goodbye],
+            on_shutdown=[self._leave],
             logger=None,
         )
         return self._app
@@ -149,26 +188,35 @@ class Agent:
         self.build_app()
         await self._startup()
         await self.broker.start()
+        await self._announce()
         try:
             yield self
         finally:
+            await self._leave()
             await self.broker.stop()
 
     def _subscribe(self, sub: Subscription) -> None:
         settings = self.settings
+        # Not FastStream's max_workers, nor batched fetches: both park fetched messages where no
+        # in-progress ack reaches them (see bus/inflight.py). One at a time, only when a worker is free.
+        pool = InFlight(settings.workers, ack_wait_seconds=settings.ack_wait_seconds, on_error=self._lost_ack)
+        self._pools.append(pool)
 
         @self.broker.subscriber(
             sub.subject,
             stream=JStream(sub.spec.stream, declare=False),
             durable=sub.spec.durable,
-            pull_sub=PullSub(batch_size=settings.workers, timeout=1.0),
-            max_workers=settings.workers,
+            pull_sub=PullSub(batch_size=1, timeout=1.0),
             ack_policy=AckPolicy.MANUAL,  # we ack, nak and term ourselves, below
+            decoder=_the_message_itself,
             title=f"{self.name}:{sub.spec.durable}",
             description=sub.spec.description,
         )
-        async def on_message(msg: NatsMessage) -> None:
-            await self._process(sub, msg)
+        async def on_message(msg) -> None:  # noqa: ANN001 - no annotation: nothing for FastDepends to inject
+            await pool.admit(msg, lambda: self._process(sub, msg))
+
+    def _lost_ack(self, exc: BaseException) -> None:
+        self.log.warning("ack/nak not sent; JetStream will redeliver", error=f"{type(exc).__name__}: {exc}")
 
     async def _process(self, sub: Subscription, msg: NatsMessage) -> None:
         raw: Msg = msg.raw_message
@@ -182,9 +230,9 @@ class Agent:
             return
         log = log.bind(correlation_id=getattr(event, "correlation_id", None))
         log.info("→ received", type=sub.model.__name__)
+        self.in_flight += 1
         try:
-            async with _keep_alive(msg, every=settings_ack_period(self.settings)):
-                await sub.handler(event, Delivery(self, raw, log))
+            await sub.handler(event, Delivery(self, raw, log))  # kept alive by InFlight meanwhile
         except InvalidMessage as exc:
             await self._dead_letter(msg, log, error_type="invalid", error=str(exc))
             return
@@ -196,6 +244,9 @@ class Agent:
             log.warning("↻ will retry", error=f"{type(exc).__name__}: {exc}", delay=delay)
             await msg.nack(delay=delay)
             return
+        finally:
+            self.in_flight -= 1
+        self.handled += 1
         await msg.ack()
         log.info("✓ acked", ms=round((time.perf_counter() - started) * 1000, 1))
 
@@ -221,13 +272,35 @@ class Agent:
             await hook()
 
     async def _announce(self) -> None:
+        # Only now, with every subscriber running, do we tell the mesh we are here.
+        self._presence = Presence(
+            nc=self.broker.connection,
+            settings=self.settings,
+            card=self.card,
+            instance_id=self.settings.instance_id,
+            url=public_url(self.settings),
+            load=lambda: (self.in_flight, self.handled),
+        )
+        await self._presence.start()
         self.log.info("started", consumers=[f"{c.stream}/{c.durable}" for c in self.consumers])
 
-    async def _goodbye(self) -> None:
+    async def _leave(self) -> None:
         self.log.info("stopping")
+        # Finish what we hold (others get new messages), so a stop is not a redelivery storm.
+        for pool in self._pools:
+            await pool.drain(timeout=max(self.settings.ack_wait_seconds / 3, 1.0))
+        if self._presence:
+            await self._presence.stop()  # gone from the registry at once, not after the TTL
+            self._presence = None
+        for hook in self.on_stop:
+            await hook()
 
     async def _healthz(self, scope: dict) -> tuple[int, Any]:
         return 200, {"status": "ok", "service": self.name}
+
+    async def readiness(self) -> tuple[int, Any]:
+        """(200, body) when a NATS round trip works, (503, problem) otherwise."""
+        return await self._readyz({})
 
     async def _readyz(self, scope: dict) -> tuple[int, Any]:
         connection = self.broker.config.broker_config.connection_state.connection if self.broker else None
@@ -240,28 +313,14 @@ class Agent:
         return 200, {"status": "ready", "service": self.name}
 
 
-def settings_ack_period(settings: MeshSettings) -> float:
-    # Tell the server we are alive well before ack_wait runs out.
-    return max(settings.ack_wait_seconds / 3, 0.5)
+async def _the_message_itself(msg: NatsMessage) -> NatsMessage:
+    """FastStream decoder that hands the handler the message itself.
 
-
-@contextlib.asynccontextmanager
-async def _keep_alive(msg: NatsMessage, *, every: float):
-    """Send in-progress acks while the body runs, so a slow model call is never redelivered."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    `_process` validates the raw bytes with the contract model once. FastStream's own JSON
+    decode, and its context injection of a `NatsMessage` argument (a sync resolver that
+    FastDepends runs in a worker thread, for every message), would only add cost.
+    """
+    return msg
 
 
 def _summarize(exc: ValidationError) -> str:
@@ -274,7 +333,9 @@ def _summarize(exc: ValidationError) -> str:
 
 
 
-def lazy_app(build: Callable[[MeshSettings], Agent]) -> Callable[[str], Any]:
+def lazy_app(
+    build: Callable[[MeshSettings], Agent], *, serve: Callable[[Agent], Any] | None = None
+) -> Callable[[str], Any]:
     """A module `__getattr__` that builds `app` from the environment on first access.
 
     Importing a service module then has no side effects (tests and `mesh provision` call its
@@ -287,7 +348,8 @@ def lazy_app(build: Callable[[MeshSettings], Agent]) -> Callable[[str], Any]:
         if name != "app":
             raise AttributeError(name)
         if "app" not in built:
-            built["app"] = build(MeshSettings()).build_app()
+            agent = build(MeshSettings())
+            built["app"] = serve(agent) if serve else agent.build_app()
         return built["app"]
 
     return module_getattr

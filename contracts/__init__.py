@@ -7,15 +7,17 @@ from contracts.deadletters import DeadLetter
 from contracts.envelope import Envelope
 from contracts.outcomes import Outcome, RoundDecided
 from contracts.releases import Change, ReleaseProposed
-from contracts.reviews import Finding, ReviewSubmitted, Severity, TokenUsage, Verdict
+from contracts.reviews import AttemptStatus, Finding, ModelAttempt, ReviewSubmitted, Severity, TokenUsage, Verdict
 from contracts.rounds import RoundDeadline
 from contracts.subjects import Subjects
 
 __all__ = [
+    "AttemptStatus",
     "Change",
     "DeadLetter",
     "Envelope",
     "Finding",
+    "ModelAttempt",
     "Outcome",
     "ReleaseProposed",
     "ReviewSubmitted",

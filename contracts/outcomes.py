@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from contracts.envelope import Envelope
-from contracts.reviews import ReviewSubmitted
+from contracts.reviews import ReviewSubmitted, TokenUsage
 
 
 class Outcome(StrEnum):
@@ -35,3 +35,5 @@ class RoundDecided(Envelope):
     expected: list[str] = Field(default_factory=list, description="Reviewers the round waited for.")
     opened_at: datetime | None = Field(default=None, description="When the round opened.")
     deadline: datetime | None = Field(default=None, description="When the round would time out.")
+    tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens the counted reviews spent.")
+    cost_usd: float = Field(default=0.0, ge=0.0, description="What the counted reviews' model calls cost.")

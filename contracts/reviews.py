@@ -50,6 +50,32 @@ class TokenUsage(BaseModel):
             + self.cache_creation_input_tokens
         )
 
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in TokenUsage.model_fields})
+
+
+class AttemptStatus(StrEnum):
+    ANSWERED = "answered"  # this step's answer is the review
+    ESCALATED = "escalated"  # answered, but not surely enough: a stronger model was asked
+    FAILED = "failed"  # requests were sent; none gave a usable answer
+    SKIPPED = "skipped"  # no request was sent (circuit open, budget spent, no time left)
+
+
+class ModelAttempt(BaseModel):
+    """One step of a reviewer's model chain: which model was asked, or passed over, and why."""
+
+    model: str = Field(description="Model id of this step, or `offline-rules`.", examples=["claude-sonnet-4-6"])
+    status: AttemptStatus = Field(description="answered, escalated, failed or skipped.", examples=["failed"])
+    reason: str = Field(
+        default="",
+        description="Why the chain moved on from this step; empty for the step that answered.",
+        examples=["the API answered HTTP 529 (OverloadedError)"],
+    )
+    requests: int = Field(default=0, ge=0, description="HTTP requests sent in this step (retries and repair included).")
+    tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens this step spent.")
+    cost_usd: float = Field(default=0.0, ge=0.0, description="What this step cost.")
+    seconds: float = Field(default=0.0, ge=0.0, description="Wall time of this step.")
+
 
 class ReviewSubmitted(Envelope):
     """`review.submitted`: a reviewer's decision on one release."""
@@ -63,6 +89,11 @@ class ReviewSubmitted(Envelope):
     model: str = Field(description="Model that produced the decision, or `offline-rules`.", examples=["offline-rules"])
     tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens spent.")
     cost_usd: float = Field(default=0.0, ge=0.0, description="What the model calls cost.")
+    attempts: list[ModelAttempt] = Field(
+        default_factory=list,
+        description="Each step of the reviewer's model chain, in order; the step with status `answered` "
+        "gave the review (`offline-rules` when no model did). Empty for the offline-only reviewer.",
+    )
     trace_id: str | None = Field(default=None, description="OpenTelemetry trace id of the flow.")
 
     @model_validator(mode="after")

@@ -57,6 +57,10 @@ class Subjects:
     def round_decided(self, release_id: str) -> str:
         return f"{self.namespace}.outcomes.release.{subject_token(release_id)}"
 
+    @property
+    def rounds_decided(self) -> str:
+        return f"{self.namespace}.outcomes.release.*"
+
     # deadlines: the schedule lives on one subject, the server fires it onto another
     @property
     def deadlines(self) -> str:
@@ -64,6 +68,10 @@ class Subjects:
 
     def deadline_schedule(self, release_id: str) -> str:
         return f"{self.namespace}.deadlines.schedule.{subject_token(release_id)}"
+
+    @property
+    def deadline_schedules(self) -> str:
+        return f"{self.namespace}.deadlines.schedule.*"
 
     def deadline_fired(self, release_id: str) -> str:
         return f"{self.namespace}.deadlines.fired.{subject_token(release_id)}"
@@ -112,9 +120,34 @@ class Subjects:
     def dead_letter_stream(self) -> str:
         return self.stream("deadletter")
 
+    # the server's own advisories about our consumers (kept in a stream until handled)
+    @property
+    def advisories_stream(self) -> str:
+        return self.stream("advisories")
+
+    @property
+    def data_streams(self) -> list[str]:
+        """Every stream that holds the namespace's messages (not the advisories)."""
+        return [self.stream(kind) for kind in _STREAM_KINDS]
+
+    @staticmethod
+    def max_deliveries_advisory(stream: str, consumer: str = "*") -> str:
+        """Where the server says a consumer gave up on a message (delivered max_deliver times, never acked)."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
+
     @property
     def rounds_bucket(self) -> str:
         return f"{_UNSAFE.sub('_', self.namespace)}_rounds"
+
+    @property
+    def agents_bucket(self) -> str:
+        """Agent cards, one key per agent name."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_agents"
+
+    @property
+    def instances_bucket(self) -> str:
+        """Live instances, one key per `<agent>.<instance id>`, each with a TTL."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_instances"
 
 
 _STREAM_KINDS = ("events", "reviews", "outcomes", "deadlines", "deadletter")

@@ -118,7 +118,9 @@ def decide(
     `expected` are ignored). `fallbacks` maps each expected reviewer to its fallback name.
     """
     if not expected:
-        return Decision(Outcome.ESCALATED, "Escalated: no reviewer was expected, so nobody could approve.")
+        return Decision(
+            Outcome.ESCALATED, "Escalated: no live reviewer offers a review skill for this event, so nobody could approve it."
+        )
     counted = {name: verdicts[name] for name in expected if name in verdicts}
     pending = [name for name in expected if name not in counted]
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from contracts.envelope import utc_now
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
-from contracts.reviews import ReviewSubmitted
+from contracts.reviews import ReviewSubmitted, TokenUsage
 from coordinator.policy import Decision, Policy, decide
 
 
@@ -39,6 +39,9 @@ class Round(BaseModel):
     late_reviews: list[ReviewSubmitted] = Field(default_factory=list)
     outcome: RoundDecided | None = None
     outcome_published: bool = False
+    # Who publishes the outcome: the message (`STREAM:seq`) whose handling decided the round.
+    publisher: str | None = None
+    publisher_since: datetime | None = None
 
     # --- transitions: each returns True when the round changed -------------------------
 
@@ -84,6 +87,21 @@ class Round(BaseModel):
         self.settle(now=now, deadline_passed=True)
         return True
 
+    def claim_outcome(self, claimant: str, *, now: datetime, lease: timedelta) -> bool:
+        """Make `claimant` the one that publishes the outcome; False when someone else is.
+
+        The claim goes to the first to ask (the message that decided the round), stays with it
+        (its redelivery after a crash asks again), and passes to another only once it is older
+        than `lease`: its holder died and its message will not come back (dead-lettered).
+        """
+        if self.outcome is None or self.outcome_published:
+            return False
+        held_by_other = self.publisher not in (None, claimant)
+        if held_by_other and self.publisher_since is not None and now - self.publisher_since < lease:
+            return False
+        self.publisher, self.publisher_since = claimant, now
+        return True
+
     def mark_published(self) -> bool:
         if self.outcome is None or self.outcome_published:
             return False
@@ -106,6 +124,7 @@ class Round(BaseModel):
 
     def _conclude(self, decision: Decision, *, now: datetime) -> None:
         self.state = RoundState.DECIDED
+        counted = [self.reviews[name] for name in self.expected if name in self.reviews]
         self.outcome = RoundDecided(
             event_id=f"outcome-{self.release_id}",
             correlation_id=self.release_id,
@@ -116,12 +135,14 @@ class Round(BaseModel):
             outcome=decision.outcome,
             reason=decision.reason,
             policy=self.policy,
-            reviews=[self.reviews[name] for name in self.expected if name in self.reviews],
+            reviews=counted,
             missing=decision.missing,
             fallbacks_applied=decision.fallbacks_applied,
             expected=self.expected,
             opened_at=self.opened_at,
             deadline=self.deadline,
+            tokens=sum((review.tokens for review in counted), TokenUsage()),
+            cost_usd=round(sum(review.cost_usd for review in counted), 8),
         )
 
 

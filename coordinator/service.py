@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from nats.js.errors import NotFoundError
+
+from bus.directory import AgentDirectory
 from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
+from contracts.cards import AgentSkill
 from contracts.envelope import utc_now
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
@@ -32,32 +36,55 @@ class Coordinator:
         self.agent = agent
         self.clock = clock
         self.policy = Policy.parse(settings.policy)
+        # How long an outcome's publisher may take before another handler may take over.
+        self._lease = timedelta(seconds=settings.ack_wait_seconds + settings.publish_timeout_seconds)
         self.store: RoundStore | None = None
+        self.directory: AgentDirectory | None = None
 
-    async def connect_store(self) -> None:
-        js = self.agent.broker.connection.jetstream()
-        self.store = RoundStore(await js.key_value(self.subjects.rounds_bucket))
+    async def connect(self) -> None:
+        nc = self.agent.broker.connection
+        self.store = RoundStore(await nc.jetstream().key_value(self.subjects.rounds_bucket))
+        if self.settings.reviewer_discovery:
+            self.directory = await AgentDirectory.watch(nc, self.settings)
+
+    async def disconnect(self) -> None:
+        if self.directory:
+            await self.directory.close()
+
+    def reviewers_for(self, event_type: str) -> list[str]:
+        """Who must review: pinned reviewers plus live agents with a matching review skill,
+        minus the excluded. Called once per round; the round keeps this snapshot."""
+        chosen = set(self.settings.reviewers)
+        if self.directory is not None:
+            chosen.update(self.directory.reviewers_for(event_type))
+        chosen.difference_update(self.settings.exclude_reviewers)
+        return sorted(chosen)
 
     # --- handlers -----------------------------------------------------------------------
 
     async def handle_release_proposed(self, proposal: ReleaseProposed, delivery: Delivery) -> None:
-        expected = list(self.settings.reviewers)
+        expected = self.reviewers_for("release.proposed")
         round_, changed = await self.store.mutate(
             proposal.release_id,
-            lambda r: r.open(
+            self._deciding(delivery, lambda r: r.open(
                 proposal,
                 expected=expected,
                 policy=self.policy,
                 fallbacks={name: self.settings.fallback_for(name) for name in expected},
                 deadline_seconds=self.settings.deadline_seconds,
                 now=self.clock(),
-            ),
+            )),
+            likely_new=True,  # skips a read; a create that finds the round reads it then
+        )  # fmt: skip
+        delivery.log.info(
+            "round opened" if changed else "duplicate proposal ignored", state=round_.state, expected=round_.expected
         )
-        delivery.log.info("round opened" if changed else "duplicate proposal ignored", state=round_.state)
         await self._ensure_effects(round_, delivery)
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
-        round_, changed = await self.store.mutate(review.release_id, lambda r: r.record(review, now=self.clock()))
+        round_, changed = await self.store.mutate(
+            review.release_id, self._deciding(delivery, lambda r: r.record(review, now=self.clock()))
+        )
         if not changed:
             delivery.log.info("duplicate review ignored", reviewer=review.reviewer)
         elif any(late.reviewer == review.reviewer for late in round_.late_reviews):
@@ -65,19 +92,54 @@ class Coordinator:
         await self._ensure_effects(round_, delivery)
 
     async def handle_round_deadline(self, tick: RoundDeadline, delivery: Delivery) -> None:
-        round_, changed = await self.store.mutate(tick.release_id, lambda r: r.expire(now=self.clock()))
+        round_, changed = await self.store.mutate(tick.release_id, self._deciding(delivery, lambda r: r.expire(now=self.clock())))
         if changed:
             delivery.log.info("deadline passed", missing=round_.outcome.missing if round_.outcome else [])
         await self._ensure_effects(round_, delivery)
 
     # --- effects ------------------------------------------------------------------------
 
+    def _deciding(self, delivery: Delivery, transition: Callable[[Round], bool]) -> Callable[[Round], bool]:
+        """`transition`; if it decides the round, this message becomes the outcome's publisher
+        in the same compare-and-set write, so no other handler or replica publishes it."""
+
+        def apply(round_: Round) -> bool:
+            was_open = round_.state != RoundState.DECIDED
+            changed = transition(round_)
+            if changed and was_open and round_.state == RoundState.DECIDED:
+                round_.claim_outcome(_message_ref(delivery), now=self.clock(), lease=self._lease)
+            return changed
+
+        return apply
+
     async def _ensure_effects(self, round_: Round, delivery: Delivery) -> None:
         if round_.state == RoundState.OPEN:
             await self._schedule_deadline(round_, delivery)
         elif round_.state == RoundState.DECIDED and not round_.outcome_published:
+            await self._publish_outcome_once(round_, delivery)
+
+    async def _publish_outcome_once(self, round_: Round, delivery: Delivery) -> None:
+        me = _message_ref(delivery)
+        if round_.publisher != me:  # not ours: take it over only if its holder is gone
+            round_, mine = await self.store.mutate(
+                round_.release_id, lambda r: r.claim_outcome(me, now=self.clock(), lease=self._lease)
+            )
+            if not mine:
+                return
+        # Published before a crash, maybe longer ago than the stream's duplicate window?
+        if await self._outcome_stored(round_.release_id):
+            delivery.log.info("outcome already published; not again")
+        else:
             await self._publish_outcome(round_.outcome, delivery)
-            await self.store.mutate(round_.release_id, Round.mark_published)
+        await self.store.mutate(round_.release_id, Round.mark_published)
+
+    async def _outcome_stored(self, release_id: str) -> bool:
+        js = self.agent.broker.connection.jetstream()
+        try:
+            await js.get_last_msg(self.subjects.outcomes_stream, self.subjects.round_decided(release_id))
+        except NotFoundError:
+            return False
+        return True
 
     async def _schedule_deadline(self, round_: Round, delivery: Delivery) -> None:
         """Ask the NATS server to fire the deadline: it fires even if no coordinator runs then."""
@@ -98,24 +160,48 @@ class Coordinator:
         )
 
     async def _publish_outcome(self, outcome: RoundDecided, delivery: Delivery) -> None:
-        await delivery.publish(
+        ack = await delivery.publish(
             outcome,
             self.subjects.round_decided(outcome.release_id),
             msg_id=f"outcome:{subject_token(outcome.release_id)}",
         )
-        delivery.log.info("outcome published", outcome=outcome.outcome.value, reason=outcome.reason)
+        delivery.log.info("outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate)
 
 
 def _rfc3339_ceil(moment: datetime) -> str:
-    """Whole seconds, rounded up: a deadline may fire a little late, never early."""
-    seconds = math.ceil(moment.timestamp())
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Milliseconds, rounded up: a deadline may fire a little late, never early."""
+    millis = math.ceil(moment.timestamp() * 1000)
+    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _message_ref(delivery: Delivery) -> str:
+    """The message being handled, as `STREAM:seq`: the same for each of its redeliveries."""
+    meta = delivery.message.metadata
+    return f"{meta.stream}:{meta.sequence.stream}"
+
+
+SKILL = AgentSkill(
+    id="coordinate.release-review",
+    name="Release review coordination",
+    description="Opens a round for each proposed release, asks every live reviewer, applies the "
+    "policy (all, veto, majority, quorum:K) with a deadline and per-reviewer fallbacks, and "
+    "publishes exactly one outcome: approved, blocked or escalated.",
+    tags=["coordination", "release.proposed", "review.submitted", "round.decided"],
+    examples=["Decide release rel-42 once security and compliance have reviewed it."],
+)
 
 
 def build_coordinator(settings: MeshSettings, *, clock: Callable[[], datetime] = utc_now) -> Agent:
-    agent = Agent("coordinator", settings=settings, description="Gathers reviews into one outcome per release.")
+    agent = Agent(
+        "coordinator",
+        settings=settings,
+        description="Gathers the reviews of each proposed release into exactly one outcome.",
+        skills=[SKILL],
+    )
     coordinator = Coordinator(settings=settings, agent=agent, clock=clock)
     s = settings.subjects
+    agent.publishes(s.rounds_decided, RoundDecided)
+    agent.publishes(s.deadline_schedules, RoundDeadline)
     agent.consumes(stream=s.events_stream, subject=s.release_proposed, model=ReleaseProposed, durable="coordinator-proposals")(
         coordinator.handle_release_proposed
     )
@@ -125,5 +211,6 @@ def build_coordinator(settings: MeshSettings, *, clock: Callable[[], datetime] =
     agent.consumes(stream=s.deadlines_stream, subject=s.deadlines_fired, model=RoundDeadline, durable="coordinator-deadlines")(
         coordinator.handle_round_deadline
     )
-    agent.on_start.append(coordinator.connect_store)
+    agent.on_start.append(coordinator.connect)
+    agent.on_stop.append(coordinator.disconnect)
     return agent

@@ -3,10 +3,16 @@
 `mutate` reads a round, applies a transition, and writes it back only if nobody wrote in
 between (the KV revision still matches); otherwise it re-reads and tries again. That makes a
 transition atomic across coordinator replicas without any lock.
+
+The store remembers its own last write of recent rounds (value and revision), so the next
+change of a round it just wrote skips the read: the write is still a compare-and-set on that
+revision, and if anyone else wrote since, it fails and the round is re-read. A transition
+that finds nothing to do is only believed on a freshly read round.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
@@ -18,6 +24,7 @@ from coordinator.rounds import Round, new_round
 Transition = Callable[[Round], bool]
 
 _MAX_ATTEMPTS = 50
+_REMEMBERED = 4096  # rounds whose last write is kept; older ones are simply read again
 
 
 class RoundConflict(RuntimeError):
@@ -25,29 +32,49 @@ class RoundConflict(RuntimeError):
 
 
 class RoundStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, *, remember: int = _REMEMBERED) -> None:
         self._kv = kv
+        self._written: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # key -> (value, revision)
+        self._remember = remember
 
     async def get(self, release_id: str) -> Round | None:
         round_, _ = await self._load(release_id)
         return round_
 
-    async def mutate(self, release_id: str, transition: Transition) -> tuple[Round, bool]:
-        """Apply `transition` atomically; returns the stored round and whether it changed."""
+    async def mutate(self, release_id: str, transition: Transition, *, likely_new: bool = False) -> tuple[Round, bool]:
+        """Apply `transition` atomically; returns the stored round and whether it changed.
+
+        `likely_new` skips the first read of a round this store has not seen (a proposal's
+        round usually does not exist yet): the write is then a create, which fails if the
+        round exists after all, and the round is read and the transition applied again.
+        """
         key = subject_token(release_id)
         for _ in range(_MAX_ATTEMPTS):
-            current, revision = await self._load(release_id)
-            round_ = current or new_round(release_id)
+            remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
+            if remembered is not None:
+                round_, revision = Round.model_validate_json(remembered[0]), remembered[1]
+            elif likely_new:
+                round_, revision, likely_new = new_round(release_id), None, False
+                remembered = (b"", 0)  # assumed, not read: "nothing to do" is checked below
+            else:
+                current, revision = await self._load(release_id)
+                round_ = current or new_round(release_id)
             if not transition(round_):
+                if remembered is not None:
+                    continue  # "nothing to do" may be stale: ask the bucket
                 return round_, False
             data = round_.model_dump_json().encode()
             try:
                 if revision is None:
-                    await self._kv.create(key, data)
+                    revision = await self._kv.create(key, data)
                 else:
-                    await self._kv.update(key, data, last=revision)
+                    revision = await self._kv.update(key, data, last=revision)
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote first: re-read and re-apply
+            if not round_.outcome_published:  # a finished round is rarely touched again
+                self._written[key] = (data, revision)
+                if len(self._written) > self._remember:
+                    self._written.popitem(last=False)
             return round_, True
         raise RoundConflict(f"round {release_id!r} changed {_MAX_ATTEMPTS} times while we tried to update it")
 

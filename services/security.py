@@ -5,13 +5,25 @@ Run it alone with `mesh run security` (or `faststream run services.security:app 
 
 from bus.runtime import Agent, lazy_app
 from bus.settings import MeshSettings
+from contracts.cards import AgentSkill
 from services.review.reviewer import build_reviewer
+
+SKILL = AgentSkill(
+    id="review.security",
+    name="Security review of a release",
+    description="Reads a proposed release's diffs for hard-coded secrets and keys, injection, "
+    "eval on input, disabled TLS verification, weakened authentication, unsafe permissions and "
+    "deserialisation; answers approve, reject or needs_human with findings by file and line.",
+    tags=["review", "release.proposed", "security"],
+    examples=["Review release rel-42 of payments-api for security risks."],
+)
 
 
 def build(settings: MeshSettings) -> Agent:
     return build_reviewer(
         "security",
         settings=settings,
+        skill=SKILL,
         description="Reviews each proposed release for hard-coded secrets, injection, disabled TLS, "
         "weakened authentication and other security risks.",
     )

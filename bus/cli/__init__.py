@@ -11,7 +11,9 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from bus.cli import admin, events, running
+from bus.cli import admin, agents, bench_llm, events, running
+from bus.bench import cli as bench
+from bus.cli import chaos, dlq
 from bus.errors import MeshError
 from bus.settings import MeshSettings
 
@@ -34,6 +36,11 @@ def load_settings(ctx: typer.Context) -> None:
 running.register(app)
 events.register(app)
 admin.register(app)
+agents.register(app)
+bench.register(app)
+dlq.register(app)
+chaos.register(app)
+bench_llm.register(bench.bench)  # `mesh bench llm`
 
 
 def main() -> None:

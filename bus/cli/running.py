@@ -95,20 +95,30 @@ async def _propose_samples(mesh: RunningMesh, files: list[str], timeout: float):
 
 def up(
     ctx: typer.Context,
-    base_port: Annotated[int, typer.Option(help="First service HTTP port (0 picks free ports).")] = 8081,
+    base_port: Annotated[
+        int, typer.Option(help="HTTP port of the first service (registry); the others follow. 0 picks free ports.")
+    ] = 8080,
+    cluster: Annotated[
+        int, typer.Option(help="Run N embedded nats-servers as one JetStream cluster (R3 streams and KV); 0: one server.")
+    ] = 0,
 ) -> None:
     """Run the whole mesh in the foreground until Ctrl-C or SIGTERM.
 
     Uses an embedded nats-server (data in `.mesh/nats`) unless MESH_NATS_URL is set. Shows one
     live status line per service and restarts a service that dies. Writes `.mesh/run.json`
-    (NATS URL, each service's pid and HTTP URL) for `mesh status` and other tools.
+    (NATS URL, each service's pid and HTTP URL) for `mesh status` and other tools. `--cluster 3`
+    runs three embedded nodes with routes instead (data in `.mesh/cluster`); any one may die.
 
-    Example: `mesh up` then, in another terminal, `mesh publish release.proposed
-    contracts/samples/release_clean.json --wait 30`
+    Example: `mesh up` then, in another terminal, `curl localhost:8080/agents` and
+    `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
     """
     settings: MeshSettings = ctx.obj
     embedded = not nats_url_was_given(settings)
-    mesh = start_mesh(settings, names=_service_names(), home=settings.home, embedded=embedded, base_port=base_port)
+    if cluster and not embedded:
+        raise MeshError("--cluster starts embedded servers; unset MESH_NATS_URL, or drop --cluster to use your own")
+    mesh = start_mesh(
+        settings, names=_service_names(), home=settings.home, embedded=embedded, base_port=base_port, cluster=cluster
+    )
     run_file = mesh.write_run_file()
     stopping = False
 
@@ -118,7 +128,8 @@ def up(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    console.print(f"mesh up: NATS {mesh.nats_url} ({'embedded' if embedded else 'external'}); run file {run_file}")
+    kind = f"embedded {cluster}-node cluster" if mesh.cluster else "embedded" if embedded else "external"
+    console.print(f"mesh up: NATS {mesh.nats_url} ({kind}); run file {run_file}")
     try:
         with Live(_status_table(mesh), console=console, refresh_per_second=2, transient=False) as live:
             while not stopping:
@@ -182,7 +193,7 @@ def status(
 
 def run(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="Service to run: security, compliance or coordinator.")],
+    service: Annotated[str, typer.Argument(help="Service to run: registry, security, compliance or coordinator.")],
     port: Annotated[int | None, typer.Option(help="HTTP port (default MESH_HTTP_PORT).")] = None,
 ) -> None:
     """Run one service alone against MESH_NATS_URL — what a container runs.
@@ -197,7 +208,7 @@ def run(
     if service not in SERVICES:
         raise MeshError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
     settings: MeshSettings = ctx.obj
-    app = SERVICES[service].load().build(settings).build_app()
+    app = SERVICES[service].asgi_app(settings)
     uvicorn.run(
         app,
         host=settings.http_host,

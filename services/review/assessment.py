@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from contracts.releases import ReleaseProposed
-from contracts.reviews import Finding, TokenUsage, Verdict
+from contracts.reviews import Finding, ModelAttempt, TokenUsage, Verdict
 
 
 @dataclass(frozen=True)
 class Assessment:
     """A brain's decision on one release, before it becomes a `ReviewSubmitted`.
 
-    `model` is the model that decided (`offline-rules` for the rules engine) and `tokens`
-    what that cost; a model call that fell back reports the fallback's model.
+    `model` is the model that decided (`offline-rules` for the rules engine); `tokens` and
+    `cost_usd` are what the whole review spent, failed calls included; `attempts` records each
+    step of the model chain (empty for the offline-only brain).
     """
 
     verdict: Verdict
@@ -24,6 +25,7 @@ class Assessment:
     model: str
     tokens: TokenUsage
     cost_usd: float = 0.0
+    attempts: list[ModelAttempt] = field(default_factory=list)
 
 
 class Brain(Protocol):

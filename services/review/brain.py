@@ -1,41 +1,171 @@
-"""Choosing a reviewer's brain: the Anthropic model when a key is set, the rules otherwise."""
+"""A reviewer's brain: the offline rules, or a walk along the agent's model chain backed by them.
+
+`make_brain` returns the offline rules reviewer when no API key is set (or the chain is just
+`offline`), and a `ChainBrain` otherwise. For each release a ChainBrain:
+
+1. runs the offline rules first (pure and instant): they are the last step of every chain, the
+   guardrail on every model answer, and the risk signal for tiering;
+2. plans the steps: the agent's chain (`MESH_LLM_CHAINS` / `MESH_LLM_CHAIN`), or — for a small
+   release in which the rules found nothing high or critical — the cheap tier model first,
+   escalating to the chain when its confidence is below `MESH_LLM_TIER_MIN_CONFIDENCE`;
+3. walks the steps with one round budget and one deadline (below); the first accepted answer
+   wins, and a critical rule finding stands whatever the model said (`guard.uphold_critical`);
+4. falls back to the rules when no model answered, and records every step in `attempts`.
+
+The deadline: the round closes `MESH_DEADLINE_SECONDS` after the proposal's `occurred_at`
+(the coordinator counts from when it opened the round, which is no earlier), so model calls must
+end `MESH_LLM_DEADLINE_MARGIN_SECONDS` before that. A proposal without `occurred_at` gets the
+time it was parsed; a clock running ahead never buys more than `MESH_DEADLINE_SECONDS`.
+"""
 
 from __future__ import annotations
 
-import anthropic
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from services.review.assessment import Brain
-from services.review.llm import AnthropicReviewer
+import structlog
+
+from contracts.releases import ReleaseProposed
+from contracts.reviews import AttemptStatus, ModelAttempt, Severity
+from services.llm.budget import RoundBudget
+from services.llm.chain import OFFLINE, ChainResult, Step, run_chain
+from services.llm.config import chain_for
+from services.review.assessment import Assessment, Brain
+from services.review.guard import uphold_critical
+from services.review.offline import MODEL as OFFLINE_MODEL
 from services.review.offline import OfflineReviewer
 from services.review.rules import load_rules
 
+if TYPE_CHECKING:  # the SDK costs seconds to import: only a process with a key pays for it
+    from services.llm.client import LLMClient
+    from services.review.llm import ModelReviewer
 
-def make_brain(
-    focus: str,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    model: str,
-    max_tokens: int,
-    timeout: float,
-) -> Brain:
-    """The brain of the `focus` reviewer (`security` or `compliance`).
+log = structlog.get_logger(__name__)
+_RISKY = (Severity.CRITICAL, Severity.HIGH)
 
-    Without an API key it is the offline rules reviewer. With one it is the Anthropic
-    reviewer, which falls back to the same rules when a call fails.
+
+@dataclass(frozen=True)
+class Tiering:
+    """Ask `model` first for prompts up to `max_chars`; escalate below `min_confidence`."""
+
+    model: str
+    max_chars: int = 6000
+    min_confidence: float = 0.8
+
+    def judge(self, answer: Assessment) -> str | None:
+        if answer.confidence < self.min_confidence:
+            return f"confidence {answer.confidence:g} is below {self.min_confidence:g}; a stronger model was asked"
+        return None
+
+
+class ChainBrain:
+    """A `Brain` that asks the models of a fallback chain in order, backed by the offline rules."""
+
+    def __init__(
+        self,
+        *,
+        reviewer: ModelReviewer,
+        offline: OfflineReviewer,
+        chain: list[str],
+        tiering: Tiering | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        deadline_seconds: float = 30.0,
+        margin_seconds: float = 2.0,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reviewer = reviewer
+        self.offline = offline
+        self.models = [model for model in chain if model != OFFLINE]
+        self.tiering = tiering
+        self.budget_usd = budget_usd
+        self.budget_tokens = budget_tokens
+        self.deadline_seconds = deadline_seconds
+        self.margin_seconds = margin_seconds
+        self.wall_clock = wall_clock
+        self.clock = clock
+
+    def deadline_for(self, proposal: ReleaseProposed) -> float:
+        """When model calls must be done, on `clock`: the round's deadline less the margin."""
+        closes = proposal.occurred_at.timestamp() + self.deadline_seconds
+        remaining = min(closes - self.wall_clock(), self.deadline_seconds) - self.margin_seconds
+        return self.clock() + remaining
+
+    def plan(self, prompt: str, rules: Assessment) -> list[Step[Assessment]]:
+        """The chain, or the cheap tier first when the release is small and the rules saw no risk."""
+        tier = self.tiering
+        risky = any(finding.severity in _RISKY for finding in rules.findings)
+        if tier is None or len(prompt) > tier.max_chars or risky:
+            return [Step(model) for model in self.models]
+        return [Step(tier.model, judge=tier.judge), *(Step(m) for m in self.models if m != tier.model)]
+
+    async def assess(self, proposal: ReleaseProposed) -> Assessment:
+        """The first accepted model answer (a critical rule finding always standing), else the rules'."""
+        rules = self.offline.review(proposal)
+        prompt = self.reviewer.render(proposal)
+        steps = self.plan(prompt, rules)
+        budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
+        if len(prompt) > self.reviewer.max_prompt_chars:
+            reason = f"the proposal is over {self.reviewer.max_prompt_chars} characters"
+            result = ChainResult(attempts=[ModelAttempt(model=s.model, status=AttemptStatus.SKIPPED, reason=reason)
+                                           for s in steps])  # fmt: skip
+        else:
+            deadline = self.deadline_for(proposal)
+
+            async def ask(model, meter):
+                return await self.reviewer.ask(model, prompt, deadline=deadline, budget=budget, meter=meter)
+
+            result = await run_chain(steps, ask, clock=self.clock)
+        if result.answer is None:
+            why = " ".join(f"Model {a.model} {a.status.value}: {a.reason}." for a in result.attempts)
+            log.warning("review.offline_fallback", focus=self.offline.name, release_id=proposal.release_id, why=why)
+            answer = dataclasses.replace(rules, rationale=f"{why} {rules.rationale}".strip())
+            attempts = [*result.attempts, ModelAttempt(model=OFFLINE_MODEL, status=AttemptStatus.ANSWERED)]
+        else:
+            answer, attempts = uphold_critical(result.answer, rules), result.attempts
+        return dataclasses.replace(answer, tokens=budget.spent, cost_usd=round(budget.spent_usd, 8), attempts=attempts)
+
+
+def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
+    """The brain of the `focus` reviewer (`security` or `compliance`), from `settings`.
+
+    With an API key it asks the models of the agent's chain through `llm` — by default the
+    process's one shared client — and falls back to the rules; without one it is the rules.
     """
     rules = load_rules(focus)
     offline = OfflineReviewer(rules, name=focus)
-    if not api_key:
+    chain = chain_for(settings, focus)
+    if not settings.anthropic_api_key or chain == [OFFLINE]:
         return offline
-    client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=2)
-    return AnthropicReviewer(
-        client=client,
-        model=model,
-        max_tokens=max_tokens,
+    from services.llm.client import shared_client
+    from services.review.llm import ModelReviewer
+
+    llm = llm or shared_client(settings)
+    tiering = None
+    if settings.llm_tier_model:
+        tiering = Tiering(settings.llm_tier_model, settings.llm_tier_max_chars, settings.llm_tier_min_confidence)
+    priced = [m for m in chain if m != OFFLINE] + ([tiering.model] if tiering else [])
+    llm.prices.require(priced, used_in=f"the {focus} reviewer's chain")
+    reviewer = ModelReviewer(
+        llm=llm,
         focus=focus,
         rules=rules,
-        fallback=offline,
+        max_tokens=settings.max_tokens,
+        prompt_caching=settings.llm_prompt_caching,
         # Scrub secrets from the model's words whatever its focus: compliance sees diffs too.
         redact=load_rules("security").redact,
+    )
+    return ChainBrain(
+        reviewer=reviewer,
+        offline=offline,
+        chain=chain,
+        tiering=tiering,
+        budget_usd=settings.llm_round_budget_usd,
+        budget_tokens=settings.llm_round_budget_tokens,
+        deadline_seconds=settings.deadline_seconds,
+        margin_seconds=settings.llm_deadline_margin_seconds,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
+from contracts.cards import AgentSkill
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
 from contracts.subjects import subject_token
@@ -15,20 +16,19 @@ from services.review.assessment import Brain
 from services.review.brain import make_brain
 
 
-def build_reviewer(name: str, *, settings: MeshSettings, description: str, brain: Brain | None = None) -> Agent:
-    """An Agent that reviews `release.proposed` events from the `name` point of view."""
+def build_reviewer(
+    name: str, *, settings: MeshSettings, description: str, skill: AgentSkill, brain: Brain | None = None
+) -> Agent:
+    """An Agent that reviews `release.proposed` events from the `name` point of view.
+
+    The coordinator asks every live agent whose card has a skill tagged `review` and
+    `release.proposed`, so a reviewer joins new rounds just by starting.
+    """
     if brain is None:
-        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-        brain = make_brain(
-            name,
-            api_key=key,
-            base_url=settings.anthropic_base_url,
-            model=settings.model,
-            max_tokens=settings.max_tokens,
-            timeout=settings.llm_timeout_seconds,
-        )
-    agent = Agent(name, settings=settings, description=description)
+        brain = make_brain(name, settings=settings)
+    agent = Agent(name, settings=settings, description=description, skills=[skill])
     subjects = settings.subjects
+    agent.publishes(subjects.review_submitted(name), ReviewSubmitted)
 
     @agent.consumes(stream=subjects.events_stream, subject=subjects.release_proposed, model=ReleaseProposed)
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
@@ -46,6 +46,7 @@ def build_reviewer(name: str, *, settings: MeshSettings, description: str, brain
             model=assessment.model,
             tokens=assessment.tokens,
             cost_usd=assessment.cost_usd,
+            attempts=assessment.attempts,
         )
         # One review per (release, reviewer): a redelivered proposal republishes the same id.
         await delivery.publish(
@@ -53,6 +54,7 @@ def build_reviewer(name: str, *, settings: MeshSettings, description: str, brain
             subjects.review_submitted(name),
             msg_id=f"review:{subject_token(proposal.release_id)}:{name}",
         )
-        delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model)
+        delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model,
+                          cost_usd=review.cost_usd, tokens=review.tokens.total)  # fmt: skip
 
     return agent

@@ -116,8 +116,10 @@ class RuleSet:
     requirements: tuple[Requirement, ...] = ()
 
     def catalogue(self) -> str:
-        """One line per rule and requirement, for a model's system prompt."""
-        return "\n".join(f"- {c.id} ({c.severity.value}): {c.title}" for c in (*self.rules, *self.requirements))
+        """One line per rule and requirement, with its advice, for a model's system prompt."""
+        return "\n".join(
+            f"- {c.id} ({c.severity.value}): {c.title}. {c.message}" for c in (*self.rules, *self.requirements)
+        )
 
     def redact(self, text: str) -> str:
         """`text` with everything a secret rule matches replaced by `[REDACTED]`."""

@@ -15,13 +15,14 @@ def launch(tmp_path) -> Callable[..., RunningMesh]:
     """Start services as real processes against the test's NATS; everything is stopped after."""
     started: list[RunningMesh] = []
 
-    def _launch(settings, names: list[str], **env: str) -> RunningMesh:
+    def _launch(settings, names: list[str], *, replicas: dict[str, int] | None = None, **env: str) -> RunningMesh:
         mesh = start_mesh(
             settings,
             names=names,
             home=tmp_path / f"mesh{len(started)}",
             embedded=False,
             env={f"MESH_{k.upper()}": str(v) for k, v in env.items()},
+            replicas=replicas,
         )
         started.append(mesh)
         return mesh

@@ -58,8 +58,9 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
 
 
 def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path):
-    """`mesh up` starts NATS and every service, writes .mesh/run.json, `mesh status` sees them
-    ready, and SIGTERM stops every process it started."""
+    """`mesh up` starts NATS and every service, writes .mesh/run.json, the registry lists the
+    live security reviewer, `mesh status` sees every service ready, and SIGTERM stops every
+    process it started."""
     home = tmp_path / ".mesh"
     env = {**os.environ, "MESH_HOME": str(home), "COLUMNS": "200"}
     env.pop("MESH_NATS_URL", None)
@@ -74,9 +75,12 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
             time.sleep(0.2)
         assert run_file.exists(), up.stdout.read() if up.poll() is not None else "no run file"
         info = json.loads(run_file.read_text())
-        assert set(info["services"]) == {"security", "compliance", "coordinator"}
+        assert set(info["services"]) == {"registry", "security", "compliance", "coordinator"}
         for service in info["services"].values():
             assert httpx.get(f"{service['url']}/healthz", timeout=5).status_code == 200
+        registry = info["services"]["registry"]["url"]
+        found = httpx.get(f"{registry}/agents", params={"skill": "review.security"}, timeout=5).json()
+        assert [a["name"] for a in found["agents"]] == ["security"]
 
         status = subprocess.run(
             [sys.executable, "-m", "bus.cli", "status", "--json"], capture_output=True, text=True, env=env, timeout=30

@@ -24,7 +24,9 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
     is down; after a restart the round continues from KV and exactly one outcome appears."""
     # a short ack_wait: a message the killed coordinator held comes back quickly
     settings = make_settings(ack_wait_seconds=3)
-    mesh = await asyncio.to_thread(launch, settings, ["security", "coordinator"], deadline_seconds="20")
+    mesh = await asyncio.to_thread(
+        launch, settings, ["security", "coordinator"], reviewers="security,compliance", deadline_seconds="20"
+    )
     coordinator = next(s for s in mesh.services if s.name == "coordinator")
 
     async with await MeshClient.connect(settings) as client:
@@ -53,10 +55,16 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
 
 async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline(make_settings, launch):
     """The deadline is a message the NATS server schedules, so a round whose coordinator died
-    before its deadline still ends, with the fallback, as soon as a coordinator runs again."""
+    before its deadline still ends, with the fallback, as soon as a coordinator runs again; the
+    server fired it within a second of the round's deadline."""
     settings = make_settings(ack_wait_seconds=3)
     mesh = await asyncio.to_thread(
-        launch, settings, ["security", "coordinator"], deadline_seconds="3", fallbacks="compliance=approve_with_warning"
+        launch,
+        settings,
+        ["security", "coordinator"],
+        reviewers="security,compliance",
+        deadline_seconds="3",
+        fallbacks="compliance=approve_with_warning",
     )
     coordinator = next(s for s in mesh.services if s.name == "coordinator")
 
@@ -68,7 +76,9 @@ async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline
         async def opened_and_scheduled():
             round_ = await store.get(proposal.release_id)
             info = await client.js.stream_info(settings.subjects.deadlines_stream)
-            return round_ and round_.state == RoundState.OPEN and info.state.messages >= 1
+            # security's review counted too: else it may come back only after the deadline tick
+            counted = round_ and "security" in round_.reviews
+            return counted and round_.state == RoundState.OPEN and info.state.messages >= 1
 
         assert await eventually(opened_and_scheduled, timeout=15)
         coordinator.kill()
@@ -81,5 +91,9 @@ async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline
         assert outcome.outcome == Outcome.APPROVED
         assert outcome.fallbacks_applied == {"compliance": "approve_with_warning"}
         assert "approves with a warning" in outcome.reason
+        # the server fired the deadline on time although no coordinator ran then
+        s = settings.subjects
+        fired = await client.js.get_last_msg(s.deadlines_stream, s.deadline_fired(proposal.release_id))
+        assert 0 <= (fired.time - outcome.deadline).total_seconds() <= 1.0
         await asyncio.sleep(1.0)
         assert len(await outcomes_for(settings, proposal.release_id)) == 1

@@ -110,7 +110,12 @@ async def test_absent_reviewer_gets_its_fallback_at_the_deadline(make_settings, 
     fallback (here: block) and reports it missing."""
     settings = make_settings()
     await asyncio.to_thread(
-        launch, settings, ["security", "coordinator"], deadline_seconds="3", fallbacks="compliance=block"
+        launch,
+        settings,
+        ["security", "coordinator"],
+        reviewers="security,compliance",  # pinned: expected even though compliance is not running
+        deadline_seconds="3",
+        fallbacks="compliance=block",
     )
     from bus.client import MeshClient
 
@@ -135,7 +140,12 @@ async def test_late_review_is_recorded_but_never_changes_the_outcome(make_settin
     published outcome stays the only one."""
     settings = make_settings()
     mesh = await asyncio.to_thread(
-        launch, settings, ["security", "coordinator"], deadline_seconds="2", fallbacks="compliance=escalate"
+        launch,
+        settings,
+        ["security", "coordinator"],
+        reviewers="security,compliance",
+        deadline_seconds="2",
+        fallbacks="compliance=escalate",
     )
     from bus.client import MeshClient
     from coordinator.store import RoundStore

@@ -1,0 +1,231 @@
+"""The floor: the mesh's message flow written directly on nats-py, with nothing else.
+
+    python -m bus.bench.floor reviewer security     # one reviewer process
+    python -m bus.bench.floor coordinator [--kv]    # the coordinator process
+
+It reads the same streams through the same durable pull consumers as the mesh services
+(provisioned by the benchmark from the services' own declarations), runs the same offline
+rules, publishes the same payloads with the same `Nats-Msg-Id`s, waits for every PubAck and
+acks only after it. The coordinator applies the same pure round transitions (`Round.open`,
+`Round.record`) and publishes one outcome per round.
+
+What it leaves out: FastStream, logging, in-progress acks, dead-lettering, HTTP health
+routes. Without `--kv` it keeps rounds only in memory (a crash loses them); with `--kv` it
+writes every round change to the rounds bucket with compare-and-set and schedules the
+deadline on the server, like the mesh, but never reads a round back (it remembers the last
+revision it wrote and re-reads only when a write loses the race).
+
+Prints `ready` on standard output once it consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from bus.bench.payloads import review, review_msg_id
+from bus.connect import connect_options
+from bus.settings import MeshSettings
+from contracts.envelope import utc_now
+from contracts.releases import ReleaseProposed
+from contracts.reviews import ReviewSubmitted
+from contracts.rounds import RoundDeadline
+from contracts.subjects import subject_token
+from coordinator.policy import Policy
+from coordinator.rounds import Round, RoundState, new_round
+from coordinator.service import _rfc3339_ceil
+from services.review.offline import OfflineReviewer
+from services.review.rules import load_rules
+
+JSON = "application/json"
+
+
+async def consume(sub: JetStreamContext.PullSubscription, handle: Callable[[Msg], Awaitable[None]], *, workers: int) -> None:
+    """Fetch as many messages as there are free workers, handle each in its own task."""
+    free = asyncio.Semaphore(workers)
+    tasks: set[asyncio.Task] = set()
+
+    async def run(msg: Msg) -> None:
+        try:
+            await handle(msg)
+        except Exception as exc:  # noqa: BLE001 - the floor retries like JetStream would
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=1.0)
+        finally:
+            free.release()
+
+    while True:
+        await free.acquire()
+        slots = 1
+        while not free.locked():
+            await free.acquire()
+            slots += 1
+        try:
+            msgs = await sub.fetch(batch=slots, timeout=1.0)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            msgs = []
+        for _ in range(slots - len(msgs)):
+            free.release()
+        for msg in msgs:
+            task = asyncio.create_task(run(msg))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+
+async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list[Awaitable[None]]:
+    js = nc.jetstream(timeout=settings.publish_timeout_seconds)
+    s = settings.subjects
+    brain = OfflineReviewer(load_rules(name), name=name)
+    subject, stream = s.review_submitted(name), s.reviews_stream
+
+    async def handle(msg: Msg) -> None:
+        proposal = ReleaseProposed.model_validate_json(msg.data)
+        data = review(proposal, name, await brain.assess(proposal)).model_dump_json().encode()
+        headers = {"Nats-Msg-Id": review_msg_id(proposal.release_id, name), "content-type": JSON}
+        await js.publish(subject, data, stream=stream, headers=headers)
+        await msg.ack()
+
+    sub = await js.pull_subscribe_bind(durable=name, stream=s.events_stream)
+    return [consume(sub, handle, workers=settings.workers)]
+
+
+class Rounds:
+    """Rounds in memory; with a KV bucket, every change is also written there with CAS."""
+
+    def __init__(self, kv: KeyValue | None) -> None:
+        self.kv = kv
+        self.rounds: dict[str, Round] = {}
+        self.revisions: dict[str, int] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    async def change(self, release_id: str, transition: Callable[[Round], bool]) -> tuple[Round, bool]:
+        lock = self.locks.setdefault(release_id, asyncio.Lock())
+        async with lock:
+            round_ = self.rounds.get(release_id) or new_round(release_id)
+            changed = transition(round_)
+            while changed and self.kv is not None:
+                try:
+                    self.revisions[release_id] = await self._write(release_id, round_)
+                    break
+                except KeyWrongLastSequenceError:  # someone else wrote first: re-read, re-apply
+                    round_ = await self._read(release_id)
+                    changed = transition(round_)
+            self.rounds[release_id] = round_
+            return round_, changed
+
+    def forget(self, release_id: str) -> None:
+        for table in (self.rounds, self.revisions, self.locks):
+            table.pop(release_id, None)
+
+    async def _write(self, release_id: str, round_: Round) -> int:
+        key, data = subject_token(release_id), round_.model_dump_json().encode()
+        revision = self.revisions.get(release_id)
+        if revision is None:
+            return await self.kv.create(key, data)
+        return await self.kv.update(key, data, last=revision)
+
+    async def _read(self, release_id: str) -> Round:
+        try:
+            entry = await self.kv.get(subject_token(release_id))
+        except KeyNotFoundError:
+            entry = None
+        if entry is None or entry.value is None:
+            self.revisions.pop(release_id, None)
+            return new_round(release_id)
+        self.revisions[release_id] = entry.revision
+        return Round.model_validate_json(entry.value)
+
+
+async def run_coordinator(settings: MeshSettings, nc: nats.NATS, *, durable: bool) -> list[Awaitable[None]]:
+    js = nc.jetstream(timeout=settings.publish_timeout_seconds)
+    s = settings.subjects
+    policy = Policy.parse(settings.policy)
+    expected = list(settings.reviewers)
+    fallbacks = {name: settings.fallback_for(name) for name in expected}
+    rounds = Rounds(await js.key_value(s.rounds_bucket) if durable else None)
+
+    async def publish(subject: str, data: bytes, msg_id: str, **headers: str) -> None:
+        headers = {"Nats-Msg-Id": msg_id, "content-type": JSON, **headers}
+        await js.publish(subject, data, stream=s.stream_for(subject), headers=headers)
+
+    async def settle(round_: Round) -> None:
+        if round_.state == RoundState.DECIDED and not round_.outcome_published:
+            rid = round_.release_id
+            await publish(s.round_decided(rid), round_.outcome.model_dump_json().encode(), f"outcome:{subject_token(rid)}")
+            await rounds.change(rid, Round.mark_published)
+            rounds.forget(rid)
+
+    async def handle_proposal(msg: Msg) -> None:
+        proposal = ReleaseProposed.model_validate_json(msg.data)
+        round_, changed = await rounds.change(
+            proposal.release_id,
+            lambda r: r.open(
+                proposal,
+                expected=expected,
+                policy=policy,
+                fallbacks=fallbacks,
+                deadline_seconds=settings.deadline_seconds,
+                now=utc_now(),
+            ),
+        )
+        if durable and changed and round_.state == RoundState.OPEN:
+            rid = round_.release_id
+            tick = RoundDeadline(release_id=rid, correlation_id=rid, causation_id=proposal.event_id, producer="coordinator")
+            await publish(
+                s.deadline_schedule(rid),
+                tick.model_dump_json().encode(),
+                f"deadline:{subject_token(rid)}",
+                **{"Nats-Schedule": f"@at {_rfc3339_ceil(round_.deadline)}", "Nats-Schedule-Target": s.deadline_fired(rid)},
+            )
+        await settle(round_)
+        await msg.ack()
+
+    async def handle_review(msg: Msg) -> None:
+        submitted = ReviewSubmitted.model_validate_json(msg.data)
+        round_, _ = await rounds.change(submitted.release_id, lambda r: r.record(submitted, now=utc_now()))
+        await settle(round_)
+        await msg.ack()
+
+    proposals = await js.pull_subscribe_bind(durable="coordinator-proposals", stream=s.events_stream)
+    reviews = await js.pull_subscribe_bind(durable="coordinator-reviews", stream=s.reviews_stream)
+    return [
+        consume(proposals, handle_proposal, workers=settings.workers),
+        consume(reviews, handle_review, workers=settings.workers),
+    ]
+
+
+async def main(argv: list[str], settings: MeshSettings | None = None) -> None:
+    settings = settings or MeshSettings()
+    role, rest = argv[0], argv[1:]
+    label = f"floor-{role}-{rest[0]}" if rest and not rest[0].startswith("-") else f"floor-{role}"
+    nc = await nats.connect(**connect_options(settings, name=label))
+    if role == "reviewer":
+        loops = await run_reviewer(settings, rest[0], nc)
+    elif role == "coordinator":
+        loops = await run_coordinator(settings, nc, durable="--kv" in rest)
+    else:
+        raise SystemExit(f"unknown role {role!r}: use `reviewer <name>` or `coordinator [--kv]`")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    print("ready", flush=True)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,229 @@
+"""One chaos run: start a mesh, propose N releases while killing things, count the outcomes.
+
+The mesh is the real one (`start_mesh`: an embedded nats-server, or a 3-node cluster for
+`--kill node`; the security, compliance and coordinator services as processes). Kills are
+SIGKILLs at seeded random moments while proposals go out, each followed by a restart. The
+publisher retries each proposal (same `Nats-Msg-Id`) until NATS acknowledges it, the way a
+well-behaved producer would. At the end, every outcome in the outcomes stream is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from bus.chaos.faults import REVIEWERS, fault_for
+from bus.chaos.tally import Tally
+from bus.client import MeshClient
+from bus.dlq import read_stream
+from bus.launcher import RunningMesh, start_mesh
+from bus.settings import MeshSettings
+from contracts.outcomes import RoundDecided
+from contracts.releases import ReleaseProposed
+
+SERVICES = [*REVIEWERS, "coordinator"]
+
+
+@dataclass
+class ChaosPlan:
+    proposals: int = 100
+    kill: str = "reviewer"
+    seed: int = 0
+    kills: int = 3
+    rate: float = 50.0  # proposals per second; 0: all at once (a burst)
+    downtime: tuple[float, float] = (0.5, 2.0)  # seconds a killed thing stays down
+    replicas: int = 1  # processes per service
+    ack_wait: float = 5.0  # short, so what a killed process held comes back quickly
+    deadline: float = 60.0
+    timeout: float | None = None  # wait for outcomes; default grows with N
+    settle: float = 2.0  # after the last outcome, room for a wrong duplicate to show up
+    log_level: str = "INFO"  # of the services
+
+    @property
+    def wait_for(self) -> float:
+        return self.timeout or self.deadline + 60 + self.proposals / 20
+
+
+@dataclass
+class Memory:
+    before: int = 0
+    after: int = 0
+    peak: int = 0
+
+
+@dataclass
+class ChaosReport:
+    tally: Tally
+    kills: list[str] = field(default_factory=list)
+    memory: dict[str, Memory] = field(default_factory=dict)
+    backlog_max: int = 0  # most proposals waiting in the stream for a reviewer
+    ack_pending_max: int = 0  # most proposals a reviewer's consumer held unacked
+    max_ack_pending: int = 0
+    elapsed: float = 0.0
+
+
+def proposals(plan: ChaosPlan) -> list[ReleaseProposed]:
+    samples = files("contracts") / "samples"
+    clean = json.loads((samples / "release_clean.json").read_text())
+    secret = json.loads((samples / "release_secret.json").read_text())
+    made = []
+    for i in range(plan.proposals):
+        data = dict(secret if i % 4 == 3 else clean)  # one in four carries a planted secret
+        data.pop("event_id", None)
+        data["release_id"] = f"chaos-{plan.seed}-{i:05d}"
+        made.append(ReleaseProposed.model_validate(data))
+    return made
+
+
+def chaos_settings(settings: MeshSettings, plan: ChaosPlan) -> MeshSettings:
+    return settings.model_copy(
+        update={
+            "namespace": "chaos",
+            "reviewers": list(REVIEWERS),  # pinned: a dead reviewer is still waited for
+            "ack_wait_seconds": plan.ack_wait,
+            "deadline_seconds": plan.deadline,
+        }
+    )
+
+
+async def run_chaos(settings: MeshSettings, plan: ChaosPlan, *, home: Path, say: Callable[[str], None] = print) -> ChaosReport:
+    settings = chaos_settings(settings, plan)
+    started = time.monotonic()
+    mesh: RunningMesh = await asyncio.to_thread(
+        start_mesh,
+        settings,
+        names=SERVICES,
+        home=home,
+        embedded=True,
+        fresh=True,
+        replicas={name: plan.replicas for name in SERVICES},
+        cluster=3 if plan.kill == "node" else 0,
+        env={"MESH_LOG_LEVEL": plan.log_level},
+    )
+    try:
+        say(f"mesh up in {time.monotonic() - started:.1f} s: NATS {mesh.nats_url}; logs in {home / 'logs'}")
+        return await _run(mesh, plan, say)
+    finally:
+        await asyncio.to_thread(mesh.stop)
+
+
+async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -> ChaosReport:
+    settings = mesh.settings
+    rng = random.Random(plan.seed)
+    report = ChaosReport(Tally(0, 0, 0, 0, 0), max_ack_pending=settings.max_ack_pending)
+    report.memory = {_label(s, mesh): Memory(before=rss(s.pid)) for s in mesh.services}
+    fault = fault_for(plan.kill, mesh)
+    client = await MeshClient.connect(settings, name="mesh-chaos")
+    t0 = time.monotonic()
+    try:
+        window = max(plan.proposals / plan.rate if plan.rate else 10.0, plan.kills * 2.5)
+        chaos = asyncio.create_task(_kill_repeatedly(fault, plan, rng, window, t0, report, say)) if fault else None
+        proposed = await _propose_all(client, plan)
+        say(f"proposed {len(proposed)} releases in {time.monotonic() - t0:.1f} s")
+        await _wait_for_outcomes(client, plan, len(proposed), report, t0)
+        if chaos:
+            await chaos
+        await asyncio.sleep(plan.settle)
+        for service in mesh.services:
+            memory = report.memory.setdefault(_label(service, mesh), Memory())
+            memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
+        report.tally = await _count(client, proposed)
+        report.elapsed = time.monotonic() - t0
+        return report
+    finally:
+        await client.close()
+
+
+async def _propose_all(client: MeshClient, plan: ChaosPlan) -> dict[str, float]:
+    """Send every proposal (retrying through outages); release id → wall time it was first sent."""
+    proposed: dict[str, float] = {}
+    in_flight = asyncio.Semaphore(64)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def send(proposal: ReleaseProposed) -> None:
+        async with in_flight:
+            while True:
+                try:
+                    await client.propose(proposal)
+                    return
+                except Exception:  # noqa: BLE001 - NATS away or electing a leader: same id, try again
+                    await asyncio.sleep(0.25)
+
+    tasks = []
+    for i, proposal in enumerate(proposals(plan)):
+        if plan.rate:
+            await asyncio.sleep(max(0.0, start + i / plan.rate - loop.time()))
+        proposed[proposal.release_id] = time.time()
+        tasks.append(asyncio.create_task(send(proposal)))
+    await asyncio.gather(*tasks)
+    return proposed
+
+
+async def _kill_repeatedly(fault, plan: ChaosPlan, rng: random.Random, window: float, t0: float, report, say) -> None:
+    moments = sorted(rng.uniform(0.5, window) for _ in range(plan.kills))
+    for moment in moments:
+        await asyncio.sleep(max(0.0, t0 + moment - time.monotonic()))
+        what = await asyncio.to_thread(fault.kill, rng)
+        down = rng.uniform(*plan.downtime)
+        report.kills.append(f"t={time.monotonic() - t0:.1f}s killed {what}, down {down:.1f} s")
+        say(report.kills[-1])
+        await asyncio.sleep(down)
+        await asyncio.to_thread(fault.restart)
+
+
+async def _wait_for_outcomes(client: MeshClient, plan: ChaosPlan, expected: int, report: ChaosReport, t0: float) -> None:
+    s = client.settings.subjects
+    while time.monotonic() - t0 < plan.wait_for:
+        try:
+            stored = (await client.js.stream_info(s.outcomes_stream)).state.messages
+            for reviewer in REVIEWERS:
+                info = await client.js.consumer_info(s.events_stream, reviewer)
+                report.backlog_max = max(report.backlog_max, info.num_pending)
+                report.ack_pending_max = max(report.ack_pending_max, info.num_ack_pending)
+        except Exception:  # noqa: BLE001 - NATS is down right now: look again shortly
+            stored = 0
+        if stored >= expected:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _count(client: MeshClient, proposed: dict[str, float]) -> Tally:
+    s = client.settings.subjects
+    outcomes = []
+    async for msg in read_stream(client.js, s.outcomes_stream, s.outcomes):
+        outcome = RoundDecided.model_validate_json(msg.data)
+        outcomes.append((outcome.release_id, msg.metadata.timestamp.timestamp()))
+    dead = (await client.js.stream_info(s.dead_letter_stream)).state.messages
+    return Tally.count(proposed, outcomes, dead_lettered=dead)
+
+
+def _label(service, mesh: RunningMesh) -> str:
+    same = [s for s in mesh.services if s.name == service.name]
+    return service.name if len(same) == 1 else f"{service.name}#{same.index(service) + 1}"
+
+
+def _status(pid: int | None, field_name: str) -> int:
+    """A `VmRSS`/`VmHWM` figure of a live process, in bytes (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, TypeError):
+        pass
+    return 0
+
+
+def rss(pid: int | None) -> int:
+    return _status(pid, "VmRSS")
+
+
+def peak_rss(pid: int | None) -> int:
+    return _status(pid, "VmHWM")

@@ -1,0 +1,3 @@
+from services.llm.fake.server import main
+
+main()

@@ -1,0 +1,86 @@
+"""bus/inflight.py in the runtime, against a real nats-server: every message a service holds is
+kept alive, and a burst waits in the stream, not in the service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import nats
+
+from bus.runtime import Agent, Delivery
+from contracts.releases import ReleaseProposed
+
+
+async def publish_many(settings, count: int) -> None:
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        acks = [
+            js.publish(
+                settings.subjects.release_proposed,
+                json.dumps({"release_id": f"rel-{i}", "service": "svc", "version": "1"}).encode(),
+            )
+            for i in range(count)
+        ]
+        await asyncio.gather(*acks)
+    finally:
+        await nc.close()
+
+
+def slow_agent(settings, *, seconds: float, calls: Counter) -> Agent:
+    agent = Agent("busy", settings=settings)
+
+    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
+        calls[event.release_id] += 1
+        await asyncio.sleep(seconds)
+
+    return agent
+
+
+async def test_messages_waiting_for_a_busy_worker_are_not_redelivered(make_settings):
+    """With every worker busy for longer than ack_wait, the messages already fetched wait kept
+    alive: each is handled exactly once, on its first delivery (FastStream's own worker pool
+    would let them time out and be handled twice)."""
+    settings = make_settings(ack_wait_seconds=1.5, workers=2)
+    calls: Counter[str] = Counter()
+    agent = slow_agent(settings, seconds=2.5, calls=calls)
+    async with agent.running():
+        await publish_many(settings, 6)
+        for _ in range(150):
+            if len(calls) == 6:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3.0)  # time for any wrong redelivery to arrive
+
+    assert calls == Counter({f"rel-{i}": 1 for i in range(6)})
+
+
+async def test_a_burst_grows_the_stream_not_the_service(make_settings):
+    """200 messages at once: the service holds at most `workers` of them (all kept alive),
+    the consumer never has more than max_ack_pending unacked, the rest wait in the stream,
+    and every message is handled once."""
+    settings = make_settings(workers=3, max_ack_pending=8)
+    calls: Counter[str] = Counter()
+    agent = slow_agent(settings, seconds=0.02, calls=calls)
+    most_unacked = most_waiting = 0
+    async with agent.running():
+        await publish_many(settings, 200)
+        nc = await nats.connect(settings.nats_url)
+        js = nc.jetstream()
+        for _ in range(300):
+            info = await js.consumer_info(settings.subjects.events_stream, "busy")
+            most_unacked = max(most_unacked, info.num_ack_pending)
+            most_waiting = max(most_waiting, info.num_pending)
+            if sum(calls.values()) >= 200:
+                break
+            await asyncio.sleep(0.05)
+        await nc.close()
+        [pool] = [p for p in agent._pools if p.most_held]  # the events consumer's pool
+
+    assert sum(calls.values()) == 200 and set(calls.values()) == {1}
+    assert pool.most_held <= settings.workers
+    assert most_unacked <= settings.max_ack_pending
+    assert most_waiting > 100  # the burst waited in the stream
