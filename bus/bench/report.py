@@ -176,7 +176,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
 
@@ -194,6 +194,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
                 ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=name, color=colours.get(name))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"C={row.concurrency}, R={row.replicas}")
         ax.set_xlabel("publish -> outcome (ms)")
         ax.set_ylabel("fraction of proposals")
@@ -209,6 +210,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
         ax.legend(loc="lower right", fontsize="small")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(bottom=0)
         ax.set_title("coordinator as open rounds grow")
         ax.set_xlabel("open rounds")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+import nats.errors
+
 from bus.chaos.faults import REVIEWERS, fault_for
 from bus.chaos.tally import Tally
 from bus.client import MeshClient
@@ -133,7 +135,7 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
         for service in mesh.services:
             memory = report.memory.setdefault(_label(service, mesh), Memory())
             memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
-        report.tally = await _count(client, proposed)
+        report.tally = await _count_through_elections(client, proposed)
         report.elapsed = time.monotonic() - t0
         return report
     finally:
@@ -192,6 +194,18 @@ async def _wait_for_outcomes(client: MeshClient, plan: ChaosPlan, expected: int,
         if stored >= expected:
             return
         await asyncio.sleep(0.5)
+
+
+async def _count_through_elections(client: MeshClient, proposed: dict[str, float], *, attempts: int = 30) -> Tally:
+    """Count, retrying while a restarted node's streams elect leaders (API calls time out then)."""
+    for attempt in range(attempts):
+        try:
+            return await _count(client, proposed)
+        except (nats.errors.Error, asyncio.TimeoutError):  # JetStream API errors derive from nats.errors.Error
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 async def _count(client: MeshClient, proposed: dict[str, float]) -> Tally:
