@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bus.errors import NatsServerFailed, NatsServerNotFound
+from bus.processes import die_with_parent
 
 
 def find_nats_server() -> str:
@@ -61,8 +63,15 @@ class EmbeddedNats:
             "-m", str(self.monitor_port), *self.extra_args,
         ]  # fmt: skip
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        # its own process group: Ctrl-C in a terminal must not kill it before we drain
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+        # its own process group: Ctrl-C in a terminal must not kill it before we drain;
+        # and it dies with us (Linux), so a SIGKILLed `mesh up` or bench leaves no server behind
+        self.process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+        )
         self._wait_healthy(timeout)
         return self
 

@@ -42,9 +42,6 @@ from contracts.catalog import json_schema
 EventT = TypeVar("EventT", bound=BaseModel)
 Handler = Callable[[Any, "Delivery"], Awaitable[None]]
 
-# Headers the server or nats-py add, which must never be copied onto a message we publish.
-_TRANSPORT_HEADERS = {"Nats-Msg-Id", "Nats-Expected-Stream", "Nats-Expected-Last-Sequence"}
-
 
 @dataclass
 class Delivery:

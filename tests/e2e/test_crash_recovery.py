@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from bus.client import MeshClient
 from contracts.outcomes import Outcome
 from coordinator.rounds import RoundState
