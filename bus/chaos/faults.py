@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
 from bus.launcher import RunningMesh
 from bus.processes import ServiceProcess
@@ -16,14 +17,12 @@ KINDS = ("reviewer", "coordinator", "nats", "node", "none")
 REVIEWERS = ("security", "compliance")
 
 
-class Fault:
+class Fault(Protocol):
     """Kill one thing (`kill` says what), then bring it back (`restart`)."""
 
-    def kill(self, rng: random.Random) -> str:
-        raise NotImplementedError
+    def kill(self, rng: random.Random) -> str: ...
 
-    def restart(self) -> None:
-        raise NotImplementedError
+    def restart(self) -> None: ...
 
 
 @dataclass
