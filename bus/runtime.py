@@ -226,7 +226,7 @@ class Agent:
             await self._dead_letter(msg, log, error_type="invalid", error=_summarize(exc))
             return
         log = log.bind(correlation_id=getattr(event, "correlation_id", None))
-        log.info("→ received", type=sub.model.__name__)
+        log.debug("→ received", type=sub.model.__name__)  # info would double the log volume
         self.in_flight += 1
         try:
             await sub.handler(event, Delivery(self, raw, log))  # kept alive by InFlight meanwhile
@@ -245,7 +245,7 @@ class Agent:
             self.in_flight -= 1
         self.handled += 1
         await msg.ack()
-        log.info("✓ acked", ms=round((time.perf_counter() - started) * 1000, 1))
+        log.info("✓ acked", type=sub.model.__name__, ms=round((time.perf_counter() - started) * 1000, 1))
 
     async def _dead_letter(self, msg: NatsMessage, log: Any, *, error_type: str, error: str) -> None:
         raw: Msg = msg.raw_message

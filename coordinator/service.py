@@ -2,8 +2,10 @@
 and publishes exactly one outcome per round.
 
 Every handler follows one shape: change the round with compare-and-set, then make sure the
-effects of its current state exist (deadline scheduled, outcome published). Effects carry
-deterministic message ids, so doing them again after a crash or redelivery is harmless.
+effects of its current state exist: the proposal's handler schedules the deadline, whichever
+handler decides the round publishes the outcome. A message is acked only after its effects'
+PubAcks, and effects carry deterministic message ids, so the redelivery that follows a crash
+does them again harmlessly.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ class Coordinator:
 
     async def handle_release_proposed(self, proposal: ReleaseProposed, delivery: Delivery) -> None:
         expected = self.reviewers_for("release.proposed")
+        decided = _Decided()
         round_, changed = await self.store.mutate(
             proposal.release_id,
-            self._deciding(delivery, lambda r: r.open(
+            self._deciding(delivery, decided=decided, transition=lambda r: r.open(
                 proposal,
                 expected=expected,
                 policy=self.policy,
@@ -79,46 +82,58 @@ class Coordinator:
         delivery.log.info(
             "round opened" if changed else "duplicate proposal ignored", state=round_.state, expected=round_.expected
         )
-        await self._ensure_effects(round_, delivery)
+        if round_.state == RoundState.OPEN:
+            # Only here: the proposal is acked after the PubAck, so a crash before it means a
+            # redelivery that schedules again (same message id, a no-op if it was stored).
+            await self._schedule_deadline(round_, delivery)
+        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
+        decided = _Decided()
         round_, changed = await self.store.mutate(
-            review.release_id, self._deciding(delivery, lambda r: r.record(review, now=self.clock()))
+            review.release_id, self._deciding(delivery, lambda r: r.record(review, now=self.clock()), decided)
         )
         if not changed:
             delivery.log.info("duplicate review ignored", reviewer=review.reviewer)
         elif any(late.reviewer == review.reviewer for late in round_.late_reviews):
             delivery.log.info("late review recorded; outcome unchanged", reviewer=review.reviewer)
-        await self._ensure_effects(round_, delivery)
+        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     async def handle_round_deadline(self, tick: RoundDeadline, delivery: Delivery) -> None:
-        round_, changed = await self.store.mutate(tick.release_id, self._deciding(delivery, lambda r: r.expire(now=self.clock())))
+        decided = _Decided()
+        round_, changed = await self.store.mutate(
+            tick.release_id, self._deciding(delivery, lambda r: r.expire(now=self.clock()), decided)
+        )
         if changed:
             delivery.log.info("deadline passed", missing=round_.outcome.missing if round_.outcome else [])
-        await self._ensure_effects(round_, delivery)
+        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     # --- effects ------------------------------------------------------------------------
 
-    def _deciding(self, delivery: Delivery, transition: Callable[[Round], bool]) -> Callable[[Round], bool]:
+    def _deciding(
+        self, delivery: Delivery, transition: Callable[[Round], bool], decided: _Decided | None = None
+    ) -> Callable[[Round], bool]:
         """`transition`; if it decides the round, this message becomes the outcome's publisher
-        in the same compare-and-set write, so no other handler or replica publishes it."""
+        in the same compare-and-set write, so no other handler or replica publishes it.
+        `decided.now` tells whether the write that was kept (the last attempt) decided it."""
 
         def apply(round_: Round) -> bool:
             was_open = round_.state != RoundState.DECIDED
             changed = transition(round_)
-            if changed and was_open and round_.state == RoundState.DECIDED:
+            decided_now = changed and was_open and round_.state == RoundState.DECIDED
+            if decided_now:
                 round_.claim_outcome(_message_ref(delivery), now=self.clock(), lease=self._lease)
+            if decided is not None:
+                decided.now = decided_now
             return changed
 
         return apply
 
-    async def _ensure_effects(self, round_: Round, delivery: Delivery) -> None:
-        if round_.state == RoundState.OPEN:
-            await self._schedule_deadline(round_, delivery)
-        elif round_.state == RoundState.DECIDED and not round_.outcome_published:
-            await self._publish_outcome_once(round_, delivery)
+    async def _ensure_outcome(self, round_: Round, delivery: Delivery, *, decided_now: bool) -> None:
+        if round_.state == RoundState.DECIDED and not round_.outcome_published:
+            await self._publish_outcome_once(round_, delivery, decided_now=decided_now)
 
-    async def _publish_outcome_once(self, round_: Round, delivery: Delivery) -> None:
+    async def _publish_outcome_once(self, round_: Round, delivery: Delivery, *, decided_now: bool) -> None:
         me = _message_ref(delivery)
         if round_.publisher != me:  # not ours: take it over only if its holder is gone
             round_, mine = await self.store.mutate(
@@ -126,8 +141,10 @@ class Coordinator:
             )
             if not mine:
                 return
-        # Published before a crash, maybe longer ago than the stream's duplicate window?
-        if await self._outcome_stored(round_.release_id):
+            decided_now = False
+        # If this very write decided the round, nobody can have published its outcome. Otherwise
+        # it may have been published before a crash, longer ago than the duplicate window.
+        if not decided_now and await self._outcome_stored(round_.release_id):
             delivery.log.info("outcome already published; not again")
         else:
             await self._publish_outcome(round_.outcome, delivery)
@@ -166,6 +183,12 @@ class Coordinator:
             msg_id=f"outcome:{subject_token(outcome.release_id)}",
         )
         delivery.log.info("outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate)
+
+
+class _Decided:
+    """Set by a transition: did the write that was kept decide the round?"""
+
+    now: bool = False
 
 
 def _rfc3339_ceil(moment: datetime) -> str:

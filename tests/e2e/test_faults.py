@@ -40,7 +40,7 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
             replicas={"security": 2, "coordinator": 2},
             anthropic_api_key="sk-test", anthropic_base_url=api.url, reviewer_discovery="false",
             reviewers="security,compliance", llm_chains=f"security={SONNET}>offline,compliance=offline",
-            deadline_seconds="60",
+            deadline_seconds="60", log_level="DEBUG",  # "→ received" is a debug line
         )  # fmt: skip
         security = [s for s in mesh.services if s.name == "security"]
         coordinators = [s for s in mesh.services if s.name == "coordinator"]
