@@ -1,20 +1,18 @@
 """Bounded in-flight work for one consumer: every message held is being kept alive.
 
-A message a process has fetched but not started is invisible to the in-progress acks of the
-handlers, so with a short `ack_wait` (or a slow model call ahead of it) JetStream redelivers
-it — to this process or a replica — while it still waits: a second review of the same release,
+A message a process has received but not started is invisible to per-handler in-progress
+acks, so with a short `ack_wait` (or a slow model call ahead of it) JetStream redelivers it —
+to this process or a replica — while it still waits: a second review of the same release,
 and a delivery attempt spent for nothing (enough of them and a healthy message is
-dead-lettered). Two places park messages like that: FastStream's concurrent subscriber
-(`max_workers=N` queues fetched messages until a worker is free), and nats-py's batched
-`fetch(batch=N)`, whose pull request lingers after `fetch` returns and drops late deliveries
-into a buffer that only the next `fetch` reads.
+dead-lettered). FastStream's concurrent subscriber (`max_workers=N`) and nats-py's batched
+`fetch` both park messages like that.
 
-So the runtime fetches one message at a time (a request for one is complete when it is
-answered) and hands it to `admit`, which starts it at once — its in-progress acks begin the
-moment it arrives — and returns only when fewer than `workers` messages are held, which holds
-the fetch loop back. A process holds at most `workers` messages of a consumer, each with its
-ack deadline extended; the rest of a burst waits in the stream (bounded by the consumer's
-`max_ack_pending` across replicas), not in a service's memory.
+So the pool keeps alive *every* message it holds, from the moment it arrives: one ticker
+sends in-progress acks for all of them (no task per message), at most `ack_wait / 3` apart.
+At most `workers` handlers run at once; the pull feed (bus/pull.py) asks the server for no
+more than the free slots, so a message rarely waits for a worker, and when it does (a burst
+after a reconnect) it waits kept alive. The rest of a burst waits in the stream (bounded by
+the consumer's `max_ack_pending` across replicas), not in a service's memory.
 """
 
 from __future__ import annotations
@@ -36,34 +34,31 @@ def ack_period(ack_wait_seconds: float) -> float:
     return max(ack_wait_seconds / 3, 0.5)
 
 
-@contextlib.asynccontextmanager
-async def keep_alive(msg: Acknowledgeable, *, every: float):
-    """Send in-progress acks while the body runs, so a slow message is never redelivered."""
+class _Held:
+    __slots__ = ("msg", "last_beat")
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):  # NATS away: the next beat tries again
-                await msg.in_progress()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    def __init__(self, msg: Acknowledgeable, now: float) -> None:
+        self.msg, self.last_beat = msg, now
 
 
 class InFlight:
-    """At most `workers` handlers at a time; fetched messages wait here, kept alive."""
+    """At most `workers` handlers at a time; every message held is kept alive."""
 
-    def __init__(self, workers: int, *, ack_wait_seconds: float, on_error: Callable[[BaseException], None] | None = None):
+    def __init__(
+        self,
+        workers: int,
+        *,
+        ack_wait_seconds: float,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+    ):
         self.workers = workers
         self.every = ack_period(ack_wait_seconds)
+        self.on_done = on_done  # a slot was freed (the pull feed tops up)
         self._slots = asyncio.Semaphore(workers)
-        self._tasks: set[asyncio.Task] = set()
-        self._changed = asyncio.Event()
+        self._held: dict[asyncio.Task, _Held] = {}
+        self._ticker: asyncio.Task | None = None
+        self._returning: set[asyncio.Task] = set()
         self._on_error = on_error
         self.draining = False
         self.most_held = 0  # high-water mark, for tests and diagnostics
@@ -71,39 +66,71 @@ class InFlight:
     @property
     def held(self) -> int:
         """Messages of this consumer in this process: running or waiting for a slot."""
-        return len(self._tasks)
+        return len(self._held)
 
-    async def admit(self, msg: Acknowledgeable, work: Callable[[], Awaitable[None]]) -> None:
-        """Start `work` for `msg` now; return once there is room to fetch more."""
+    @property
+    def free(self) -> int:
+        """Slots no held message has taken: what the pull feed may ask for."""
+        return 0 if self.draining else max(self.workers - len(self._held), 0)
+
+    def start(self, msg: Acknowledgeable, work: Callable[[], Awaitable[None]]) -> None:
+        """Hold `msg` (kept alive from now) and run `work` as soon as a slot is free."""
+        loop = asyncio.get_running_loop()
         if self.draining:
             # Stopping: hand it straight back so a replica (or our successor) takes it.
-            with contextlib.suppress(Exception):
-                await msg.nack()
+            returned = loop.create_task(_quietly(msg.nack()))
+            self._returning.add(returned)
+            returned.add_done_callback(self._returning.discard)
             return
-        task = asyncio.create_task(self._run(msg, work))
-        self._tasks.add(task)
-        self.most_held = max(self.most_held, len(self._tasks))
+        task = loop.create_task(self._run(work))
+        self._held[task] = _Held(msg, loop.time())
+        self.most_held = max(self.most_held, len(self._held))
         task.add_done_callback(self._finished)
-        while len(self._tasks) >= self.workers:
-            self._changed.clear()
-            await self._changed.wait()
+        if self._ticker is None:
+            self._ticker = loop.create_task(self._keep_alive())
 
-    async def _run(self, msg: Acknowledgeable, work: Callable[[], Awaitable[None]]) -> None:
+    async def _run(self, work: Callable[[], Awaitable[None]]) -> None:
         try:
-            async with keep_alive(msg, every=self.every), self._slots:
+            async with self._slots:
                 await work()
         except Exception as exc:  # noqa: BLE001 - ack/nak itself failed (NATS away): JetStream redelivers
             if self._on_error:
                 self._on_error(exc)
 
     def _finished(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        self._changed.set()
+        self._held.pop(task, None)
+        if self.on_done:
+            self.on_done()
+
+    async def _keep_alive(self) -> None:
+        # Ticks twice per period and beats whatever has gone half a period without one, so
+        # no held message goes longer than `every` without an in-progress ack.
+        half = self.every / 2
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(half)
+            now = loop.time()
+            for held in list(self._held.values()):
+                if now - held.last_beat >= half:
+                    held.last_beat = now
+                    with contextlib.suppress(Exception):  # NATS away: the next beat tries again
+                        await held.msg.in_progress()
 
     async def drain(self, timeout: float) -> int:
         """Take no more messages; wait up to `timeout` for those held. Returns how many were left."""
         self.draining = True
-        pending = set(self._tasks)
+        pending = set(self._held)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        return sum(1 for task in pending if not task.done())
+        left = sum(1 for task in pending if not task.done())
+        if self._ticker is not None and not left:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        return left
+
+
+async def _quietly(call: Awaitable[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await call

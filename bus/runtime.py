@@ -2,7 +2,8 @@
 
 A service declares *what* it consumes and *what* it does; the runtime owns *how*:
 
-- one durable pull consumer per subscription, shared by every replica of the service;
+- one durable pull consumer per subscription, shared by every replica of the service, read
+  through pull requests kept outstanding for exactly the free workers (bus/pull.py);
 - explicit acks, sent only after the handler's outputs are published and their PubAcks
   received; in-progress acks while a slow handler (a model call) runs;
 - bad input (invalid JSON or schema) goes straight to the dead-letter stream, never retried;
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 from pydantic import BaseModel, ValidationError
@@ -30,6 +31,7 @@ from bus.deadletters import DeadLetterWriter
 from bus.errors import InvalidMessage
 from bus.exhausted import exhausted_subscriptions
 from bus.inflight import InFlight
+from bus.pull import PullFeed, new_inbox
 from bus.cards import build_card, contract_name, public_url
 from bus.http import cached_document_endpoint, json_endpoint, problem
 from bus.logs import configure_logging, get_logger
@@ -88,6 +90,7 @@ class Agent:
         self._app: AsgiFastStream | None = None
         self._presence: Presence | None = None
         self._pools: list[InFlight] = []
+        self._feeds: list[PullFeed] = []
         self.in_flight = 0
         self.handled = 0
         self.log = get_logger(self.name)
@@ -194,23 +197,34 @@ class Agent:
 
     def _subscribe(self, sub: Subscription) -> None:
         settings = self.settings
-        # Not FastStream's max_workers, nor batched fetches: both park fetched messages where no
-        # in-progress ack reaches them (see bus/inflight.py). One at a time, only when a worker is free.
+        # Not FastStream's pull subscriber: its fetch costs a round trip per message or parks
+        # messages where no in-progress ack reaches them. A core subscriber on our own inbox,
+        # fed by pull requests for exactly the free workers (bus/pull.py, bus/inflight.py).
         pool = InFlight(settings.workers, ack_wait_seconds=settings.ack_wait_seconds, on_error=self._lost_ack)
+        feed = PullFeed(
+            stream=sub.spec.stream,
+            durable=sub.spec.durable,
+            inbox=new_inbox(self.name),
+            free=lambda: pool.free,
+            on_error=lambda status: self.log.warning("pull request ended", consumer=sub.spec.durable, status=status),
+        )
+        pool.on_done = feed.wake
         self._pools.append(pool)
+        self._feeds.append(feed)
 
         @self.broker.subscriber(
-            sub.subject,
-            stream=JStream(sub.spec.stream, declare=False),
-            durable=sub.spec.durable,
-            pull_sub=PullSub(batch_size=1, timeout=1.0),
+            feed.inbox,
             ack_policy=AckPolicy.MANUAL,  # we ack, nak and term ourselves, below
+            no_reply=True,  # a message's reply subject is its ack subject, not someone awaiting an answer
+            parser=_jetstream_message,
             decoder=_the_message_itself,
             title=f"{self.name}:{sub.spec.durable}",
-            description=sub.spec.description,
+            description=f"{sub.spec.description} (pulled from {sub.spec.stream}/{sub.spec.durable})",
         )
         async def on_message(msg) -> None:  # noqa: ANN001 - no annotation: nothing for FastDepends to inject
-            await pool.admit(msg, lambda: self._process(sub, msg))
+            if feed.heard(msg.raw_message):
+                return  # a heartbeat or the end of a pull request: bookkeeping only
+            pool.start(msg, lambda: self._process(sub, msg))
 
     def _lost_ack(self, exc: BaseException) -> None:
         self.log.warning("ack/nak not sent; JetStream will redeliver", error=f"{type(exc).__name__}: {exc}")
@@ -269,7 +283,9 @@ class Agent:
             await hook()
 
     async def _announce(self) -> None:
-        # Only now, with every subscriber running, do we tell the mesh we are here.
+        # Only now, with every inbox subscribed, do we ask for messages and tell the mesh we are here.
+        for feed in self._feeds:
+            await feed.start(self.broker.connection)
         self._presence = Presence(
             nc=self.broker.connection,
             settings=self.settings,
@@ -283,6 +299,8 @@ class Agent:
 
     async def _leave(self) -> None:
         self.log.info("stopping")
+        for feed in self._feeds:
+            await feed.stop()
         # Finish what we hold (others get new messages), so a stop is not a redelivery storm.
         for pool in self._pools:
             await pool.drain(timeout=max(self.settings.ack_wait_seconds / 3, 1.0))
@@ -308,6 +326,25 @@ class Agent:
         except Exception as exc:  # noqa: BLE001
             return 503, problem(503, "Not ready", f"NATS round trip failed: {type(exc).__name__}")
         return 200, {"status": "ready", "service": self.name}
+
+
+async def _jetstream_message(msg: Msg) -> NatsMessage:
+    """FastStream parser for JetStream messages arriving on a core (inbox) subscription.
+
+    FastStream's core parser marks every message acknowledged (core NATS has no acks) and takes
+    its reply subject as an RPC reply address; for these the reply subject is the JetStream ack
+    subject, which we answer only with an explicit ack, nak or term.
+    """
+    headers = msg.headers or {}
+    return NatsMessage(
+        raw_message=msg,
+        body=msg.data,
+        reply_to="",
+        headers=headers,
+        content_type=headers.get("content-type", ""),
+        message_id=headers.get("Nats-Msg-Id", ""),
+        correlation_id=headers.get("correlation_id", ""),
+    )
 
 
 async def _the_message_itself(msg: NatsMessage) -> NatsMessage:

@@ -1,0 +1,146 @@
+"""bus/pull.py: pull requests for exactly the free workers, kept outstanding, renewed when
+they end and re-sent when the server that held them went away — against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from bus.embedded import EmbeddedNats
+from bus.pull import PullFeed, new_inbox
+
+
+@contextlib.asynccontextmanager
+async def feeding(url: str, *, stream: str, free, **options):
+    """A stream `stream` on `<stream>.>`, a durable pull consumer `d`, and a feed on an inbox;
+    yields (feed, received, js), `received` filling with every delivered message."""
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+    await js.add_consumer(stream, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+    received: list[Msg] = []
+    feed = PullFeed(stream=stream, durable="d", inbox=new_inbox("test"), free=free, **options)
+
+    async def on_message(msg: Msg) -> None:
+        if not feed.heard(msg):
+            received.append(msg)
+            await msg.ack()
+
+    await nc.subscribe(feed.inbox, cb=on_message)
+    await feed.start(nc)
+    try:
+        yield feed, received, js
+    finally:
+        await feed.stop()
+        await nc.close()
+
+
+async def until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+def status(code: str, **headers: str) -> Msg:
+    return Msg(_client=None, subject="_INBOX.x", headers={"Status": code, **headers})
+
+
+def test_a_request_that_ends_hands_back_what_it_did_not_deliver():
+    """A 408 (expired) or 409 with Nats-Pending-Messages lowers `requested` by that count;
+    a heartbeat changes nothing; a 409 without a count (leadership change) starts over."""
+    feed = PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 4)
+    feed.requested = 4
+    assert feed.heard(status("100", Description="Idle Heartbeat")) and feed.requested == 4
+    assert feed.heard(status("408", **{"Nats-Pending-Messages": "3"})) and feed.requested == 1
+    assert feed.heard(status("409", Description="Leadership Change")) and feed.requested == 0
+
+
+def test_a_message_no_pull_request_delivered_is_ignored():
+    """Something published straight to the inbox (no JetStream ack subject) is not processed
+    and not counted as a delivery."""
+    errors: list[str] = []
+    feed = PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 4, on_error=errors.append)
+    feed.requested = 2
+    stray = Msg(_client=None, subject="_INBOX.x", reply="", data=b"{not json")
+    assert feed.heard(stray) is True
+    assert feed.requested == 2 and "ignored" in errors[0]
+
+
+def test_the_heartbeat_must_be_shorter_than_the_expiry():
+    """A request whose heartbeat outlasts it could never tell silence from an ended request."""
+    with pytest.raises(ValueError, match="heartbeat"):
+        PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 1, heartbeat_seconds=5, expires_seconds=5)
+
+
+async def test_asks_only_for_the_free_slots_and_tops_up_as_they_free(nats_url, namespace):
+    """With 3 free slots the consumer hands out 3 messages and no more, though 10 wait; each
+    slot freed is asked for again and its message arrives."""
+    stream = f"{namespace}_PULL".upper()
+    free = {"n": 3}
+    async with feeding(nats_url, stream=stream, free=lambda: free["n"]) as (feed, received, js):
+        for i in range(10):
+            await js.publish(f"{stream}.x", str(i).encode())
+        assert await until(lambda: len(received) == 3)
+        await asyncio.sleep(0.5)
+        assert len(received) == 3 and feed.requested == 0  # asked for 3, got 3, asked no more
+        free["n"] = 2
+        feed.wake()
+        assert await until(lambda: len(received) == 5)
+        await asyncio.sleep(0.3)
+        assert len(received) == 5
+
+
+async def test_an_expired_request_is_renewed_and_the_next_message_arrives_at_once(nats_url, namespace):
+    """Requests expire (here after 1 s) and are renewed; a message published later is
+    delivered without waiting for a fetch timeout."""
+    stream = f"{namespace}_EXPIRE".upper()
+    async with feeding(nats_url, stream=stream, free=lambda: 2, expires_seconds=1.0, heartbeat_seconds=0.4) as (
+        feed,
+        received,
+        js,
+    ):
+        await asyncio.sleep(2.5)  # two expiries
+        assert feed.requests_sent >= 3 and feed.requested == 2
+        started = time.monotonic()
+        await js.publish(f"{stream}.x", b"late")
+        assert await until(lambda: len(received) == 1, timeout=2.0)
+        assert time.monotonic() - started < 0.5
+
+
+async def test_requests_lost_with_a_restarted_server_are_sent_again(tmp_path):
+    """The server is SIGKILLed and restarted on the same port and store: the client
+    reconnects, the feed notices its requests are gone, asks again, and a message published
+    after the restart is delivered."""
+    server = EmbeddedNats(store_dir=tmp_path / "nats").start()
+    try:
+        async with feeding(server.url, stream="RESTART", free=lambda: 2, heartbeat_seconds=0.5, expires_seconds=5) as (
+            feed,
+            received,
+            js,
+        ):
+            await js.publish("RESTART.x", b"before")
+            assert await until(lambda: len(received) == 1)
+            sent_before = feed.requests_sent
+            server.kill()
+            server.process.wait()
+            server.start()
+            await asyncio.sleep(0.5)
+            for _ in range(50):  # the stream may take a moment to be back
+                with contextlib.suppress(Exception):
+                    await js.publish("RESTART.x", b"after", timeout=1)
+                    break
+                await asyncio.sleep(0.2)
+            assert await until(lambda: len(received) == 2, timeout=10)
+            assert received[1].data == b"after"
+            assert feed.requests_sent > sent_before
+    finally:
+        server.stop()
