@@ -35,10 +35,11 @@ def ack_period(ack_wait_seconds: float) -> float:
 
 
 class _Held:
-    __slots__ = ("msg", "last_beat")
+    __slots__ = ("msg", "last_beat", "started", "returned")
 
     def __init__(self, msg: Acknowledgeable, now: float) -> None:
         self.msg, self.last_beat = msg, now
+        self.started = self.returned = False
 
 
 class InFlight:
@@ -82,16 +83,20 @@ class InFlight:
             self._returning.add(returned)
             returned.add_done_callback(self._returning.discard)
             return
-        task = loop.create_task(self._run(work))
-        self._held[task] = _Held(msg, loop.time())
+        held = _Held(msg, loop.time())
+        task = loop.create_task(self._run(held, work))
+        self._held[task] = held
         self.most_held = max(self.most_held, len(self._held))
         task.add_done_callback(self._finished)
         if self._ticker is None:
             self._ticker = loop.create_task(self._keep_alive())
 
-    async def _run(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _run(self, held: _Held, work: Callable[[], Awaitable[None]]) -> None:
         try:
             async with self._slots:
+                if held.returned:  # handed back by `drain` while it waited for a slot
+                    return
+                held.started = True
                 await work()
         except Exception as exc:  # noqa: BLE001 - ack/nak itself failed (NATS away): JetStream redelivers
             if self._on_error:
@@ -111,24 +116,31 @@ class InFlight:
             await asyncio.sleep(half)
             now = loop.time()
             for held in list(self._held.values()):
-                if now - held.last_beat >= half:
+                if not held.returned and now - held.last_beat >= half:
                     held.last_beat = now
                     with contextlib.suppress(Exception):  # NATS away: the next beat tries again
                         await held.msg.in_progress()
 
-    async def drain(self, timeout: float) -> int:
-        """Take no more messages; wait up to `timeout` for those held. Returns how many were left."""
+    def refuse_new(self) -> None:
+        """From now on, hand every arriving message straight back (a replica takes it)."""
         self.draining = True
+
+    async def drain(self, timeout: float) -> int:
+        """Take no more messages, hand back those not started, wait up to `timeout` for the
+        rest. Returns how many were still running."""
+        self.draining = True
+        for held in self._held.values():
+            if not held.started and not held.returned:
+                held.returned = True
+                await _quietly(held.msg.nack())
         pending = set(self._held)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
-        left = sum(1 for task in pending if not task.done())
-        if self._ticker is not None and not left:
+        if self._ticker is not None:  # what is still running is abandoned with the process
             self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        return left
+        return sum(1 for task in pending if not task.done())
 
 
 async def _quietly(call: Awaitable[Any]) -> None:

@@ -13,6 +13,7 @@ A service declares *what* it consumes and *what* it does; the runtime owns *how*
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,7 @@ class Agent:
         self._presence: Presence | None = None
         self._pools: list[InFlight] = []
         self._feeds: list[PullFeed] = []
+        self._inboxes: list[Any] = []  # FastStream subscribers on the feeds' inboxes
         self.in_flight = 0
         self.handled = 0
         self.log = get_logger(self.name)
@@ -212,7 +214,7 @@ class Agent:
         self._pools.append(pool)
         self._feeds.append(feed)
 
-        @self.broker.subscriber(
+        inbox = self.broker.subscriber(
             feed.inbox,
             ack_policy=AckPolicy.MANUAL,  # we ack, nak and term ourselves, below
             no_reply=True,  # a message's reply subject is its ack subject, not someone awaiting an answer
@@ -221,6 +223,9 @@ class Agent:
             title=f"{self.name}:{sub.spec.durable}",
             description=f"{sub.spec.description} (pulled from {sub.spec.stream}/{sub.spec.durable})",
         )
+        self._inboxes.append(inbox)
+
+        @inbox
         async def on_message(msg) -> None:  # noqa: ANN001 - no annotation: nothing for FastDepends to inject
             if feed.heard(msg.raw_message):
                 return  # a heartbeat or the end of a pull request: bookkeeping only
@@ -299,11 +304,17 @@ class Agent:
 
     async def _leave(self) -> None:
         self.log.info("stopping")
+        for pool in self._pools:
+            pool.refuse_new()
         for feed in self._feeds:
             await feed.stop()
+        # Leave the inboxes: the server drops our pull requests (it checks interest), so nothing
+        # more arrives to be handed back again and again; what already arrived is handed back.
+        for inbox in self._inboxes:
+            await _leave_inbox(inbox)
         # Finish what we hold (others get new messages), so a stop is not a redelivery storm.
-        for pool in self._pools:
-            await pool.drain(timeout=max(self.settings.ack_wait_seconds / 3, 1.0))
+        timeout = max(self.settings.ack_wait_seconds / 3, 1.0)
+        await asyncio.gather(*(pool.drain(timeout=timeout) for pool in self._pools))
         if self._presence:
             await self._presence.stop()  # gone from the registry at once, not after the TTL
             self._presence = None
@@ -326,6 +337,15 @@ class Agent:
         except Exception as exc:  # noqa: BLE001
             return 503, problem(503, "Not ready", f"NATS round trip failed: {type(exc).__name__}")
         return 200, {"status": "ready", "service": self.name}
+
+
+async def _leave_inbox(inbox: Any) -> None:
+    """Unsubscribe, letting what already arrived reach the handler (which hands it back)."""
+    subscription = getattr(inbox, "subscription", None)
+    if subscription is not None:
+        with contextlib.suppress(Exception):  # NATS away: the server drops the requests anyway
+            await subscription.drain()
+        inbox.subscription = None  # drained is unsubscribed: FastStream's stop must not unsubscribe again
 
 
 async def _jetstream_message(msg: Msg) -> NatsMessage:

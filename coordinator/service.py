@@ -2,8 +2,9 @@
 and publishes exactly one outcome per round.
 
 Every handler follows one shape: change the round with compare-and-set, then make sure the
-effects of its current state exist: the proposal's handler schedules the deadline, whichever
-handler decides the round publishes the outcome. A message is acked only after its effects'
+effects of its current state exist — a decided round's outcome is published (by the handler
+whose write decided it). A round's deadline is scheduled before the round is opened, so no
+open round is ever without one. A message is acked only after its effects'
 PubAcks, and effects carry deterministic message ids, so the redelivery that follows a crash
 does them again harmlessly.
 """
@@ -66,6 +67,11 @@ class Coordinator:
 
     async def handle_release_proposed(self, proposal: ReleaseProposed, delivery: Delivery) -> None:
         expected = self.reviewers_for("release.proposed")
+        now = self.clock()
+        deadline = now + timedelta(seconds=self.settings.deadline_seconds)
+        # The deadline is scheduled before the round is opened, so an open round always has one:
+        # a proposal that cannot schedule it is retried, then dead-lettered, and opens nothing.
+        await self._schedule_deadline(proposal.release_id, deadline, proposal.event_id, delivery)
         decided = _Decided()
         round_, changed = await self.store.mutate(
             proposal.release_id,
@@ -75,17 +81,18 @@ class Coordinator:
                 policy=self.policy,
                 fallbacks={name: self.settings.fallback_for(name) for name in expected},
                 deadline_seconds=self.settings.deadline_seconds,
-                now=self.clock(),
+                now=now,
             )),
             likely_new=True,  # skips a read; a create that finds the round reads it then
         )  # fmt: skip
         delivery.log.info(
             "round opened" if changed else "duplicate proposal ignored", state=round_.state, expected=round_.expected
         )
-        if round_.state == RoundState.OPEN:
-            # Only here: the proposal is acked after the PubAck, so a crash before it means a
-            # redelivery that schedules again (same message id, a no-op if it was stored).
-            await self._schedule_deadline(round_, delivery)
+        if round_.state == RoundState.OPEN and _rfc3339_ceil(round_.deadline) != _rfc3339_ceil(deadline):
+            # Opened by an earlier delivery of this proposal: our schedule replaced its own (one
+            # schedule per round subject), so put the round's deadline back. Within the duplicate
+            # window the server keeps ours instead, and the round closes that much later.
+            await self._schedule_deadline(round_.release_id, round_.deadline, round_.proposal_event_id, delivery)
         await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
@@ -158,22 +165,20 @@ class Coordinator:
             return False
         return True
 
-    async def _schedule_deadline(self, round_: Round, delivery: Delivery) -> None:
-        """Ask the NATS server to fire the deadline: it fires even if no coordinator runs then."""
+    async def _schedule_deadline(self, release_id: str, deadline: datetime, causation_id: str | None, delivery: Delivery) -> None:
+        """Ask the NATS server to fire the deadline: it fires even if no coordinator runs then.
+
+        The server keeps one schedule per subject (a newer one replaces it), and the message id
+        carries the time, so rescheduling to another time is never mistaken for a duplicate."""
+        at = _rfc3339_ceil(deadline)
         tick = RoundDeadline(
-            release_id=round_.release_id,
-            correlation_id=round_.release_id,
-            causation_id=round_.proposal_event_id,
-            producer="coordinator",
+            release_id=release_id, correlation_id=release_id, causation_id=causation_id, producer="coordinator"
         )
         await delivery.publish(
             tick,
-            self.subjects.deadline_schedule(round_.release_id),
-            msg_id=f"deadline:{subject_token(round_.release_id)}",
-            headers={
-                "Nats-Schedule": f"@at {_rfc3339_ceil(round_.deadline)}",
-                "Nats-Schedule-Target": self.subjects.deadline_fired(round_.release_id),
-            },
+            self.subjects.deadline_schedule(release_id),
+            msg_id=f"deadline:{subject_token(release_id)}:{at}",
+            headers={"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": self.subjects.deadline_fired(release_id)},
         )
 
     async def _publish_outcome(self, outcome: RoundDecided, delivery: Delivery) -> None:

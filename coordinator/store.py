@@ -4,6 +4,10 @@
 between (the KV revision still matches); otherwise it re-reads and tries again. That makes a
 transition atomic across coordinator replicas without any lock.
 
+Within one process, changes of the same round take turns (a lock per round): two reviews of
+one round handled at once would otherwise both write, one would lose the compare-and-set and
+read and write again. Across replicas the compare-and-set alone keeps them apart.
+
 The store remembers its own last write of recent rounds (value and revision), so the next
 change of a round it just wrote skips the read: the write is still a compare-and-set on that
 revision, and if anyone else wrote since, it fails and the round is re-read. A transition
@@ -12,7 +16,8 @@ that finds nothing to do is only believed on a freshly read round.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import asyncio
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
@@ -36,6 +41,8 @@ class RoundStore:
         self._kv = kv
         self._written: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # key -> (value, revision)
         self._remember = remember
+        self._turns: dict[str, asyncio.Lock] = {}  # per round, only while someone changes it
+        self._waiting: Counter[str] = Counter()
 
     async def get(self, release_id: str) -> Round | None:
         round_, _ = await self._load(release_id)
@@ -49,6 +56,17 @@ class RoundStore:
         round exists after all, and the round is read and the transition applied again.
         """
         key = subject_token(release_id)
+        turn = self._turns.setdefault(key, asyncio.Lock())
+        self._waiting[key] += 1
+        try:
+            async with turn:
+                return await self._mutate(key, release_id, transition, likely_new)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._turns[key]
+
+    async def _mutate(self, key: str, release_id: str, transition: Transition, likely_new: bool) -> tuple[Round, bool]:
         for _ in range(_MAX_ATTEMPTS):
             remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
             if remembered is not None:

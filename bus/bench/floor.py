@@ -9,6 +9,9 @@ rules, publishes the same payloads with the same `Nats-Msg-Id`s, waits for every
 acks only after it. The coordinator applies the same pure round transitions (`Round.open`,
 `Round.record`) and publishes one outcome per round.
 
+It reads with the services' own pull technique (bus/pull.py: requests kept outstanding for
+the free workers), so the floor is never slower for want of the faster technique.
+
 What it leaves out: FastStream, logging, in-progress acks, dead-lettering, HTTP health
 routes. Without `--kv` it keeps rounds only in memory (a crash loses them); with `--kv` it
 writes every round change to the rounds bucket with compare-and-set and schedules the
@@ -28,12 +31,12 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from bus.bench.payloads import review, review_msg_id
 from bus.connect import connect_options
+from bus.pull import PullFeed, new_inbox
 from bus.settings import MeshSettings
 from contracts.envelope import utc_now
 from contracts.releases import ReleaseProposed
@@ -49,10 +52,13 @@ from services.review.rules import load_rules
 JSON = "application/json"
 
 
-async def consume(sub: JetStreamContext.PullSubscription, handle: Callable[[Msg], Awaitable[None]], *, workers: int) -> None:
-    """Fetch as many messages as there are free workers, handle each in its own task."""
-    free = asyncio.Semaphore(workers)
+async def consume(
+    nc: nats.NATS, *, stream: str, durable: str, handle: Callable[[Msg], Awaitable[None]], workers: int
+) -> None:
+    """Keep pull requests outstanding for the free workers (bus/pull.py, the services' own
+    technique) and handle each message in its own task as it arrives."""
     tasks: set[asyncio.Task] = set()
+    feed = PullFeed(stream=stream, durable=durable, inbox=new_inbox("floor"), free=lambda: workers - len(tasks))
 
     async def run(msg: Msg) -> None:
         try:
@@ -61,25 +67,24 @@ async def consume(sub: JetStreamContext.PullSubscription, handle: Callable[[Msg]
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
-        finally:
-            free.release()
 
-    while True:
-        await free.acquire()
-        slots = 1
-        while not free.locked():
-            await free.acquire()
-            slots += 1
-        try:
-            msgs = await sub.fetch(batch=slots, timeout=1.0)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            msgs = []
-        for _ in range(slots - len(msgs)):
-            free.release()
-        for msg in msgs:
-            task = asyncio.create_task(run(msg))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+    def finished(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        feed.wake()
+
+    async def on_message(msg: Msg) -> None:
+        if feed.heard(msg):
+            return
+        task = asyncio.create_task(run(msg))
+        tasks.add(task)
+        task.add_done_callback(finished)
+
+    await nc.subscribe(feed.inbox, cb=on_message)
+    await feed.start(nc)
+    try:
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await feed.stop()
 
 
 async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list[Awaitable[None]]:
@@ -95,8 +100,7 @@ async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list
         await js.publish(subject, data, stream=stream, headers=headers)
         await msg.ack()
 
-    sub = await js.pull_subscribe_bind(durable=name, stream=s.events_stream)
-    return [consume(sub, handle, workers=settings.workers)]
+    return [consume(nc, stream=s.events_stream, durable=name, handle=handle, workers=settings.workers)]
 
 
 class Rounds:
@@ -196,11 +200,9 @@ async def run_coordinator(settings: MeshSettings, nc: nats.NATS, *, durable: boo
         await settle(round_)
         await msg.ack()
 
-    proposals = await js.pull_subscribe_bind(durable="coordinator-proposals", stream=s.events_stream)
-    reviews = await js.pull_subscribe_bind(durable="coordinator-reviews", stream=s.reviews_stream)
     return [
-        consume(proposals, handle_proposal, workers=settings.workers),
-        consume(reviews, handle_review, workers=settings.workers),
+        consume(nc, stream=s.events_stream, durable="coordinator-proposals", handle=handle_proposal, workers=settings.workers),
+        consume(nc, stream=s.reviews_stream, durable="coordinator-reviews", handle=handle_review, workers=settings.workers),
     ]
 
 

@@ -56,12 +56,16 @@ def status(code: str, **headers: str) -> Msg:
 
 def test_a_request_that_ends_hands_back_what_it_did_not_deliver():
     """A 408 (expired) or 409 with Nats-Pending-Messages lowers `requested` by that count;
-    a heartbeat changes nothing; a 409 without a count (leadership change) starts over."""
-    feed = PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 4)
+    a heartbeat changes nothing; one refused request changes nothing yet (we cannot tell which
+    it was); a leadership change ends every request, so the feed starts over."""
+    errors: list[str] = []
+    feed = PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 4, on_error=errors.append)
     feed.requested = 4
     assert feed.heard(status("100", Description="Idle Heartbeat")) and feed.requested == 4
     assert feed.heard(status("408", **{"Nats-Pending-Messages": "3"})) and feed.requested == 1
+    assert feed.heard(status("409", Description="Exceeded MaxWaiting")) and feed.requested == 1
     assert feed.heard(status("409", Description="Leadership Change")) and feed.requested == 0
+    assert errors == ["pull request refused: 409 Exceeded MaxWaiting", "409 Leadership Change: asking again"]
 
 
 def test_a_message_no_pull_request_delivered_is_ignored():
@@ -75,10 +79,11 @@ def test_a_message_no_pull_request_delivered_is_ignored():
     assert feed.requested == 2 and "ignored" in errors[0]
 
 
-def test_the_heartbeat_must_be_shorter_than_the_expiry():
-    """A request whose heartbeat outlasts it could never tell silence from an ended request."""
+def test_the_heartbeat_must_be_at_most_half_the_expiry():
+    """The server refuses a request whose idle heartbeat is over half its expiry, so the
+    feed refuses to be built that way rather than loop on refused requests."""
     with pytest.raises(ValueError, match="heartbeat"):
-        PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 1, heartbeat_seconds=5, expires_seconds=5)
+        PullFeed(stream="S", durable="d", inbox="_INBOX.x", free=lambda: 1, heartbeat_seconds=3, expires_seconds=5)
 
 
 async def test_asks_only_for_the_free_slots_and_tops_up_as_they_free(nats_url, namespace):
@@ -114,6 +119,29 @@ async def test_an_expired_request_is_renewed_and_the_next_message_arrives_at_onc
         await js.publish(f"{stream}.x", b"late")
         assert await until(lambda: len(received) == 1, timeout=2.0)
         assert time.monotonic() - started < 0.5
+
+
+async def test_a_lost_end_of_request_does_not_stall_the_feed(nats_url, namespace):
+    """The 408 that ends an expired request never reaches the feed (as when the server's
+    notice is lost): the feed still learns the request is gone and a later message arrives."""
+    stream = f"{namespace}_LOST".upper()
+    async with feeding(nats_url, stream=stream, free=lambda: 2, expires_seconds=1.0, heartbeat_seconds=0.4) as (
+        feed,
+        received,
+        js,
+    ):
+        heard, swallowed = feed.heard, []
+
+        def losing_the_first_408(msg: Msg) -> bool:
+            if not swallowed and msg.headers and msg.headers.get("Status") == "408":
+                swallowed.append(msg)
+                return True
+            return heard(msg)
+
+        feed.heard = losing_the_first_408
+        assert await until(lambda: bool(swallowed), timeout=5)
+        await js.publish(f"{stream}.x", b"after")
+        assert await until(lambda: len(received) == 1, timeout=5)
 
 
 async def test_requests_lost_with_a_restarted_server_are_sent_again(tmp_path):

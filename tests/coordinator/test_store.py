@@ -3,6 +3,8 @@ remembered last write that lets a change skip its read without ever losing anoth
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 
@@ -58,6 +60,24 @@ async def test_a_round_changed_three_times_is_read_only_when_it_must_be(bucket):
     assert decided.state == RoundState.DECIDED
     stored = await RoundStore(bucket).get("rel-42")
     assert stored.outcome_published and set(stored.reviews) == {"security", "compliance"}
+
+
+async def test_two_reviews_of_one_round_at_once_take_turns_without_a_conflict(bucket):
+    """Both reviews of a round handled at the same moment in one process: each writes once,
+    on the revision the other left, with no read and no lost compare-and-set."""
+    kv = CountingKV(bucket)
+    store = RoundStore(kv)
+    await store.mutate("rel-9", open_, likely_new=True)
+
+    results = await asyncio.gather(
+        store.mutate("rel-9", lambda r: r.record(review("security"), now=NOW)),
+        store.mutate("rel-9", lambda r: r.record(review("compliance"), now=NOW)),
+    )
+
+    assert all(changed for _, changed in results)
+    assert (kv.reads, kv.writes) == (0, 3)
+    stored = await RoundStore(bucket).get("rel-9")
+    assert stored.state == RoundState.DECIDED and set(stored.reviews) == {"security", "compliance"}
 
 
 async def test_another_replicas_write_is_never_lost(bucket):
