@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +69,21 @@ class RunningMesh:
             "namespace": self.settings.namespace,
             "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
             "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
-            "services": {s.name: {"pid": s.pid, "url": s.url, "log": str(s.log_path)} for s in self.services},
+            "services": {
+                label: {"service": s.name, "pid": s.pid, "url": s.url, "log": str(s.log_path)}
+                for label, s in zip(replica_labels([s.name for s in self.services]), self.services, strict=True)
+            },
         }
+
+
+def replica_labels(names: list[str]) -> list[str]:
+    """`security`, `security#2`, … : one label per process, the first replica keeping the name."""
+    seen: Counter[str] = Counter()
+    labels = []
+    for name in names:
+        seen[name] += 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
 
 
 def start_mesh(

@@ -45,7 +45,10 @@ class MeshSettings(BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0, description="Redeliver if not acked in this time.")
     max_ack_pending: int = Field(default=256, ge=1, description="Unacked messages a consumer may hold.")
     duplicate_window_seconds: float = Field(default=120.0, gt=0, description="Stream dedupe window.")
-    workers: int = Field(default=4, ge=1, description="Messages a service handles concurrently.")
+    # 16: a handler mostly waits (PubAcks, KV compare-and-set, a model call), and more of them in
+    # flight lets each round trip carry more (`mesh bench` at C=128: 4 -> 16 gave +28 % proposals/s
+    # at R=1, +22 % at R=2).
+    workers: int = Field(default=16, ge=1, description="Messages a service handles concurrently.")
 
     # --- HTTP ---
     http_host: str = Field(default="127.0.0.1", description="Address services serve HTTP on.")

@@ -16,13 +16,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bus.embedded import EmbeddedNats
 from bus.errors import MeshError
-from bus.launcher import RunningMesh, provision_mesh, start_mesh
+from bus.launcher import RunningMesh, provision_mesh, replica_labels, start_mesh
 from bus.processes import child_env, spawn
 from bus.settings import MeshSettings
 
@@ -68,15 +67,6 @@ def start_system(name: str, settings: MeshSettings, *, home: Path, replicas: int
     raise MeshError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 
-def _labels(names: list[str]) -> list[str]:
-    seen: Counter[str] = Counter()
-    labels = []
-    for name in names:
-        seen[name] += 1
-        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return labels
-
-
 def _start_mesh(settings: MeshSettings, *, home: Path, replicas: int) -> System:
     mesh = start_mesh(
         settings,
@@ -86,7 +76,7 @@ def _start_mesh(settings: MeshSettings, *, home: Path, replicas: int) -> System:
         fresh=True,
         replicas=dict.fromkeys(REVIEWERS, replicas),
     )
-    processes = dict(zip(_labels([s.name for s in mesh.services]), [s.pid for s in mesh.services], strict=True))
+    processes = dict(zip(replica_labels([s.name for s in mesh.services]), [s.pid for s in mesh.services], strict=True))
     processes["nats-server"] = mesh.nats.process.pid
     return System("mesh", mesh.settings, home, mesh.nats, processes, _mesh=mesh)
 
@@ -103,7 +93,7 @@ def _start_floor(name: str, settings: MeshSettings, *, home: Path, replicas: int
         env = child_env(**settings.as_env())
         roles = [["reviewer", r] for r in REVIEWERS for _ in range(replicas)]
         roles.append(["coordinator", "--kv"] if durable else ["coordinator"])
-        labels = _labels([role[1] if role[0] == "reviewer" else "coordinator" for role in roles])
+        labels = replica_labels([role[1] if role[0] == "reviewer" else "coordinator" for role in roles])
         for label, role in zip(labels, roles, strict=True):
             log = logs / f"{label.replace('#', '-')}.log"
             children.append(spawn([sys.executable, "-m", "bus.bench.floor", *role], env=env, log_path=log))

@@ -1,11 +1,13 @@
-"""The launcher's replicas: more than one process of a service, sharing its durable consumer."""
+"""The launcher's replicas: more than one process of a service, sharing its durable consumer,
+each one listed in run.json."""
 
 from __future__ import annotations
 
 import asyncio
 
 from bus.client import MeshClient
-from bus.launcher import start_mesh
+from bus.launcher import RunningMesh, start_mesh
+from bus.processes import ServiceProcess
 from tests.e2e.support import eventually, sample
 
 
@@ -32,3 +34,14 @@ async def test_replicas_run_as_separate_processes_that_share_the_work(settings, 
         assert all("reviewed" in service.log_path.read_text() for service in mesh.services)
     finally:
         await asyncio.to_thread(mesh.stop)
+
+
+def test_run_json_lists_every_replica_under_its_own_label(settings):
+    """`mesh up --replicas` writes each process to run.json (`security`, `security#2`), so
+    `mesh status` checks every replica, not only the last one started."""
+    services = [ServiceProcess("security", 8081, {}), ServiceProcess("security", 8082, {}), ServiceProcess("coordinator", 8083, {})]
+    described = RunningMesh(settings, "nats://127.0.0.1:4222", services).describe()["services"]
+
+    assert list(described) == ["security", "security#2", "coordinator"]
+    assert [row["url"] for row in described.values()] == [s.url for s in services]
+    assert [row["service"] for row in described.values()] == ["security", "security", "coordinator"]
