@@ -13,7 +13,7 @@ from bus.runtime import Agent, Delivery
 from contracts.releases import ReleaseProposed
 
 
-async def publish_many(settings, count: int) -> None:
+async def publish_many(settings, count: int, *, start: int = 0) -> None:
     nc = await nats.connect(settings.nats_url)
     try:
         js = nc.jetstream()
@@ -22,7 +22,7 @@ async def publish_many(settings, count: int) -> None:
                 settings.subjects.release_proposed,
                 json.dumps({"release_id": f"rel-{i}", "service": "svc", "version": "1"}).encode(),
             )
-            for i in range(count)
+            for i in range(start, count)
         ]
         await asyncio.gather(*acks)
     finally:
@@ -84,3 +84,49 @@ async def test_a_burst_grows_the_stream_not_the_service(make_settings):
     assert pool.most_held <= settings.workers
     assert most_unacked <= settings.max_ack_pending
     assert most_waiting > 100  # the burst waited in the stream
+
+
+async def test_a_clean_stop_hands_back_what_it_holds_without_spending_deliveries(make_settings):
+    """A message published while a service is stopping (one slow message still running, pull
+    requests for three more outstanding) is not taken and handed back again and again until its
+    deliveries run out (max_deliver 3): the stopping service leaves its inbox first, and its
+    successor gets the message well before ack_wait, on its first or second delivery."""
+    settings = make_settings(ack_wait_seconds=30, workers=4, max_deliver=3)
+    first: Counter[str] = Counter()
+    deliveries: dict[str, int] = {}
+
+    def recording_agent(calls: Counter) -> Agent:
+        agent = Agent("busy", settings=settings)
+
+        @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+        async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
+            calls[event.release_id] += 1
+            deliveries[event.release_id] = max(deliveries.get(event.release_id, 0), delivery.deliveries)
+            await asyncio.sleep(1.0 if event.release_id == "rel-0" else 0.05)
+
+        return agent
+
+    running = recording_agent(first).running()
+    await running.__aenter__()
+    await publish_many(settings, 1)  # rel-0: still running when the stop begins
+    for _ in range(100):
+        if first:
+            break
+        await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(running.__aexit__(None, None, None))
+    await asyncio.sleep(0.2)  # the stop is under way, waiting for rel-0
+    await publish_many(settings, 2, start=1)  # rel-1
+    await stopping
+
+    second: Counter[str] = Counter()
+    started = asyncio.get_running_loop().time()
+    async with recording_agent(second).running():
+        for _ in range(200):
+            if sum(first.values()) + sum(second.values()) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    took = asyncio.get_running_loop().time() - started
+
+    assert first + second == Counter({"rel-0": 1, "rel-1": 1})
+    assert took < 10, f"handed-back messages waited {took:.1f} s: redelivered by ack_wait, not handed back"
+    assert max(deliveries.values()) <= 2
