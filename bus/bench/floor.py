@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from bus.bench.payloads import review, review_msg_id
+from services.review.reviewer import review_msg_id, review_of
 from bus.connect import connect_options
 from bus.pull import PullFeed, new_inbox
 from bus.settings import MeshSettings
@@ -95,7 +95,7 @@ async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list
 
     async def handle(msg: Msg) -> None:
         proposal = ReleaseProposed.model_validate_json(msg.data)
-        data = review(proposal, name, await brain.assess(proposal)).model_dump_json().encode()
+        data = review_of(proposal, name, await brain.assess(proposal)).model_dump_json().encode()
         headers = {"Nats-Msg-Id": review_msg_id(proposal.release_id, name), "content-type": JSON}
         await js.publish(subject, data, stream=stream, headers=headers)
         await msg.ack()

@@ -28,7 +28,8 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from bus.bench.driver import Outcomes
-from bus.bench.payloads import proposal, review, review_msg_id, sample_proposal
+from bus.bench.payloads import proposal, sample_proposal
+from services.review.reviewer import review_msg_id, review_of
 from bus.bench.resources import cpu_seconds, memory
 from bus.bench.results import Checkpoint, OpenRounds
 from bus.client import MeshClient
@@ -141,7 +142,7 @@ async def _probe(client: MeshClient, kv: KeyValue, outcomes: Outcomes, release_i
 
 
 async def _submit(client: MeshClient, event, reviewer: str, assessments: dict) -> None:
-    data = review(event, reviewer, assessments[reviewer]).model_dump_json().encode()
+    data = review_of(event, reviewer, assessments[reviewer]).model_dump_json().encode()
     headers = {"Nats-Msg-Id": review_msg_id(event.release_id, reviewer), "content-type": "application/json"}
     await client.js.publish(client.subjects.review_submitted(reviewer), data, headers=headers)
 

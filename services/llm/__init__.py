@@ -9,6 +9,7 @@
     pricing.py     price table → cost per call
     budget.py      a per-round budget, and the meter of one chain step
     config.py      these settings, read from `MeshSettings`
+    setting_text.py  JSON or compact `name=…` values of those settings
     fake/          a protocol-faithful fake Anthropic server, for tests and `mesh bench llm`
     bench.py       `mesh bench llm`
 

@@ -8,7 +8,6 @@ the caller applies `offline` when no model answered.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Generic, TypeVar
 from contracts.reviews import AttemptStatus, ModelAttempt
 from services.llm.budget import Meter
 from services.llm.errors import CallSkipped, LLMConfigError, ModelUnavailable
+from services.llm.setting_text import compact_entries, json_setting
 
 T = TypeVar("T")
 OFFLINE = "offline"
@@ -41,16 +41,13 @@ def parse_chains(value: str) -> dict[str, list[str]]:
     value = value.strip()
     if not value:
         return {}
-    if value.startswith(("{", "[")):
-        try:
-            raw = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise LLMConfigError(f"MESH_LLM_CHAINS is not valid JSON ({exc.msg} at {exc.pos}).") from None
+    raw = json_setting(value, "MESH_LLM_CHAINS")
+    if raw is not None:
         if not isinstance(raw, dict) or not all(isinstance(v, list | str) for v in raw.values()):
             raise LLMConfigError("MESH_LLM_CHAINS must be a JSON object of agent -> list of model ids.")
     else:
         raw = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
+        for item in compact_entries(value):
             agent, sep, chain = item.partition("=")
             if not sep or not agent.strip():
                 raise LLMConfigError(f"MESH_LLM_CHAINS entry {item!r} should look like agent=model>model>offline.")

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from services.llm.errors import LLMConfigError, NoTimeLeft
+from services.llm.setting_text import compact_entries, json_setting
 
 _FIELD = "MESH_LLM_LIMITS"
 _KEYS = {"rpm": "rpm", "tpm": "tpm", "in_flight": "max_in_flight", "max_in_flight": "max_in_flight"}
@@ -186,16 +186,13 @@ def parse_limits(value: str) -> dict[str, dict[str, float]]:
     value = value.strip()
     if not value:
         return {}
-    if value.startswith(("{", "[")):
-        try:
-            raw = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise LLMConfigError(f"{_FIELD} is not valid JSON ({exc.msg} at {exc.pos}).") from None
+    raw = json_setting(value, _FIELD)
+    if raw is not None:
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
             raise LLMConfigError(f"{_FIELD} must be a JSON object of model -> {{rpm, tpm, in_flight}}.")
     else:
         raw = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
+        for item in compact_entries(value):
             model, sep, spec = item.partition("=")
             pairs = [pair.partition(":") for pair in spec.split("/") if pair]
             if not sep or not model.strip() or not pairs or any(not colon for _, colon, _ in pairs):

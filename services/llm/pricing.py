@@ -9,11 +9,11 @@ against Anthropic's price list before trusting a bill computed from them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from contracts.reviews import TokenUsage
 from services.llm.errors import LLMConfigError
+from services.llm.setting_text import compact_entries, json_setting
 
 _FIELD = "MESH_LLM_PRICES"
 
@@ -89,16 +89,13 @@ def parse_prices(value: str) -> dict[str, Price]:
     value = value.strip()
     if not value:
         return {}
-    if value.startswith(("{", "[")):
-        try:
-            raw = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise LLMConfigError(f"{_FIELD} is not valid JSON ({exc.msg} at {exc.pos}).") from None
+    raw = json_setting(value, _FIELD)
+    if raw is not None:
         if not isinstance(raw, dict):
             raise LLMConfigError(f"{_FIELD} must be a JSON object of model -> prices.")
         return {model: _from_mapping(model, prices) for model, prices in raw.items()}
     table: dict[str, Price] = {}
-    for item in filter(None, (part.strip() for part in value.split(","))):
+    for item in compact_entries(value):
         model, sep, numbers = item.partition("=")
         parts = numbers.split("/")
         if not sep or not model.strip() or len(parts) not in (2, 4):

@@ -12,7 +12,7 @@ from contracts.cards import AgentSkill
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
 from contracts.subjects import subject_token
-from services.review.assessment import Brain
+from services.review.assessment import Assessment, Brain
 from services.review.brain import make_brain
 
 
@@ -32,29 +32,34 @@ def build_reviewer(
 
     @agent.consumes(stream=subjects.events_stream, subject=subjects.release_proposed, model=ReleaseProposed)
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
-        assessment = await brain.assess(proposal)
-        review = ReviewSubmitted(
-            correlation_id=proposal.correlation_id,
-            causation_id=proposal.event_id,
-            producer=name,
-            release_id=proposal.release_id,
-            reviewer=name,
-            verdict=assessment.verdict,
-            confidence=assessment.confidence,
-            rationale=assessment.rationale,
-            findings=assessment.findings,
-            model=assessment.model,
-            tokens=assessment.tokens,
-            cost_usd=assessment.cost_usd,
-            attempts=assessment.attempts,
-        )
+        review = review_of(proposal, name, await brain.assess(proposal))
         # One review per (release, reviewer): a redelivered proposal republishes the same id.
-        await delivery.publish(
-            review,
-            subjects.review_submitted(name),
-            msg_id=f"review:{subject_token(proposal.release_id)}:{name}",
-        )
+        await delivery.publish(review, subjects.review_submitted(name), msg_id=review_msg_id(proposal.release_id, name))
         delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model,
                           cost_usd=review.cost_usd, tokens=review.tokens.total)  # fmt: skip
 
     return agent
+
+
+def review_of(proposal: ReleaseProposed, reviewer: str, assessment: Assessment) -> ReviewSubmitted:
+    """The review `reviewer` publishes about `proposal` (also what `mesh bench`'s floor sends)."""
+    return ReviewSubmitted(
+        correlation_id=proposal.correlation_id,
+        causation_id=proposal.event_id,
+        producer=reviewer,
+        release_id=proposal.release_id,
+        reviewer=reviewer,
+        verdict=assessment.verdict,
+        confidence=assessment.confidence,
+        rationale=assessment.rationale,
+        findings=assessment.findings,
+        model=assessment.model,
+        tokens=assessment.tokens,
+        cost_usd=assessment.cost_usd,
+        attempts=assessment.attempts,
+    )
+
+
+def review_msg_id(release_id: str, reviewer: str) -> str:
+    """`review:<release>:<reviewer>`: the same for every redelivery of the proposal."""
+    return f"review:{subject_token(release_id)}:{reviewer}"

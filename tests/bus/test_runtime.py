@@ -119,3 +119,35 @@ async def test_slow_handler_is_kept_alive_not_redelivered(make_settings):
         await asyncio.sleep(5.0)
 
     assert calls == [1]
+
+
+async def test_garbage_published_to_a_service_inbox_is_ignored_and_the_service_keeps_working(make_settings):
+    """Anything published straight to a service's pull inbox (no pull request delivered it):
+    junk bytes, a fake status line, a valid-looking event. None reaches the handler, nothing is
+    acked for it, and the proposal published afterwards through the stream is handled."""
+    settings = make_settings()
+    handled: list[str] = []
+    agent = Agent("inboxed", settings=settings)
+
+    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
+        handled.append(event.release_id)
+
+    async with agent.running():
+        inbox = agent._feeds[0].inbox
+        nc = await nats.connect(settings.nats_url)
+        try:
+            await nc.publish(inbox, b"\x00\xff junk")
+            await nc.publish(inbox, b"", headers={"Status": "408", "Nats-Pending-Messages": "many"})
+            await nc.publish(inbox, proposal_json("rel-forged"))
+            await nc.flush()
+        finally:
+            await nc.close()
+        await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-real"))
+        for _ in range(100):
+            if handled:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+
+    assert handled == ["rel-real"]

@@ -31,6 +31,12 @@ async def eventually(check, timeout: float = 10.0):
         await asyncio.sleep(0.05)
 
 
+async def open_round(store: RoundStore, release_id: str):
+    """The round, once it is open; None before."""
+    round_ = await store.get(release_id)
+    return round_ if round_ and round_.state == RoundState.OPEN else None
+
+
 async def scheduled_at(client: MeshClient, release_id: str) -> str:
     s = client.settings.subjects
     msg = await client.js.get_last_msg(s.deadlines_stream, s.deadline_schedule(release_id))
@@ -53,12 +59,7 @@ async def test_an_open_round_has_its_deadline_scheduled_at_the_rounds_deadline(c
         async with build_coordinator(settings).running():
             await client.propose(proposal("rel-d1"))
             store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
-
-            async def opened():
-                round_ = await store.get("rel-d1")
-                return round_ if round_ and round_.state == RoundState.OPEN else None
-
-            round_ = await eventually(opened)
+            round_ = await eventually(lambda: open_round(store, "rel-d1"))
         assert round_ is not None
         assert await scheduled_at(client, "rel-d1") == _rfc3339_ceil(round_.deadline)
     finally:
@@ -84,12 +85,7 @@ async def test_a_proposal_that_cannot_schedule_its_deadline_opens_no_round_until
 
             await provision_mesh(settings, names=["coordinator"])  # the stream is back
             await replay(client.js, settings, letters[0].seq)
-
-            async def opened():
-                round_ = await store.get("rel-d2")
-                return round_ if round_ and round_.state == RoundState.OPEN else None
-
-            round_ = await eventually(opened)
+            round_ = await eventually(lambda: open_round(store, "rel-d2"))
             assert round_ is not None
             assert await scheduled_at(client, "rel-d2") == _rfc3339_ceil(round_.deadline)
     finally:

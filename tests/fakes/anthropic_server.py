@@ -6,37 +6,10 @@
         client = anthropic.AsyncAnthropic(api_key="test", base_url=api.url)
 """
 
-from services.llm.fake import (
-    FakeAnthropic,
-    Profile,
-    Recorded,
-    Reply,
-    overloaded,
-    rate_limited,
-    refusal,
-    server_error,
-    slow,
-    text_only,
-    tool_call,
-    usage,
-)
+from services.llm.fake import *  # noqa: F403 - this module is the fake, plus two test constants
+from services.llm.fake import __all__ as _FAKE
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 APPROVE = {"verdict": "approve", "confidence": 0.9, "rationale": "Nothing blocks this release.", "findings": []}
 
-__all__ = [
-    "APPROVE",
-    "DEFAULT_MODEL",
-    "FakeAnthropic",
-    "Profile",
-    "Recorded",
-    "Reply",
-    "overloaded",
-    "rate_limited",
-    "refusal",
-    "server_error",
-    "slow",
-    "text_only",
-    "tool_call",
-    "usage",
-]
+__all__ = ["APPROVE", "DEFAULT_MODEL", *_FAKE]  # noqa: PLE0604
