@@ -2,7 +2,7 @@
 
     async with MeshClient.connect(settings) as mesh:
         await mesh.propose(proposal)
-        outcome = await mesh.wait_for_outcome("rel-42", timeout=30)
+        outcome = await mesh.wait_for_outcome(proposal, timeout=30)  # the outcome of *this* content
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bus.connect import connect
 from bus.settings import MeshSettings
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
-from contracts.subjects import subject_token
+from contracts.ids import proposal_msg_id
 
 
 class MeshClient:
@@ -48,7 +48,8 @@ class MeshClient:
             await self.nc.drain()
 
     async def propose(self, proposal: ReleaseProposed, *, retry_for: float = 15.0) -> PubAck:
-        """Publish a release proposal; the same release id twice in the dedupe window is stored once.
+        """Publish a release proposal; the same content twice in the dedupe window is stored once
+        (changed content under the same release id is a new revision, and is published).
 
         While NATS restarts or a stream elects a new leader, the publish is retried for up to
         `retry_for` seconds — safe, because every attempt carries the same message id.
@@ -62,7 +63,7 @@ class MeshClient:
                     self.subjects.release_proposed,
                     proposal.model_dump_json().encode(),
                     headers={
-                        "Nats-Msg-Id": f"proposal:{subject_token(proposal.release_id)}",
+                        "Nats-Msg-Id": proposal_msg_id(proposal.release_id, proposal.content_digest),
                         "content-type": "application/json",
                     },
                 )
@@ -72,17 +73,20 @@ class MeshClient:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
-    async def outcome_of(self, release_id: str) -> RoundDecided | None:
-        """The outcome already published for a release, if any."""
+    async def outcome_of(self, proposal: ReleaseProposed) -> RoundDecided | None:
+        """The outcome already published for this proposal's content (its revision), if any."""
+        subject = self.subjects.round_decided(proposal.release_id, proposal.content_digest)
         try:
-            msg = await self.js.get_last_msg(self.subjects.outcomes_stream, self.subjects.round_decided(release_id))
+            msg = await self.js.get_last_msg(self.subjects.outcomes_stream, subject)
         except NotFoundError:
             return None
         return RoundDecided.model_validate_json(msg.data)
 
-    async def wait_for_outcome(self, release_id: str, *, timeout: float) -> RoundDecided | None:
-        """Wait for a release's outcome; returns at once when it was decided already."""
-        sub = await self.nc.subscribe(self.subjects.round_decided(release_id))
+    async def wait_for_outcome(self, proposal: ReleaseProposed, *, timeout: float) -> RoundDecided | None:
+        """Wait for the outcome of this proposal's content; returns at once when it was decided
+        already. Another revision of the same release (other content) never answers it."""
+        release_id = proposal.release_id
+        sub = await self.nc.subscribe(self.subjects.round_decided(release_id, proposal.content_digest))
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
         try:
@@ -90,7 +94,7 @@ class MeshClient:
             # Look again every few seconds: a message sent while we reconnected is not resent.
             while True:
                 with suppress(*_TRANSIENT):
-                    if (known := await self.outcome_of(release_id)) is not None:
+                    if (known := await self.outcome_of(proposal)) is not None:
                         return known
                 remaining = give_up - loop.time()
                 if remaining <= 0:

@@ -58,8 +58,9 @@ class AgentView:
 class AgentDirectory:
     """`await AgentDirectory.watch(nc, settings)`, then query it; `await close()` at the end."""
 
-    def __init__(self, settings: MeshSettings) -> None:
+    def __init__(self, settings: MeshSettings, nc: Client | None = None) -> None:
         self._settings = settings
+        self._nc = nc
         self.cards: dict[str, AgentCard] = {}
         self.instances: dict[str, dict[str, AgentInstance]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -68,7 +69,7 @@ class AgentDirectory:
 
     @classmethod
     async def watch(cls, nc: Client, settings: MeshSettings) -> AgentDirectory:
-        directory = cls(settings)
+        directory = cls(settings, nc)
         js = nc.jetstream()
         s = settings.subjects
         loaded = [asyncio.Event(), asyncio.Event()]
@@ -128,9 +129,23 @@ class AgentDirectory:
         views = (self.get(name) for name in sorted(self.cards))
         return [v for v in views if v and (include_stale or v.live) and v.matches(skill=skill, tag=tag, q=q)]
 
+    @property
+    def synced(self) -> bool:
+        """Whether this view can be trusted: loaded, and connected now.
+
+        While the connection is away (or being replaced) the view may be stale or empty: callers
+        treat it as *unknown*, never as "no agents".
+        """
+        connected = self._nc is None or (self._nc.is_connected and not self._nc.is_reconnecting)
+        return self.ready.is_set() and connected
+
     def reviewers_for(self, event_type: str) -> list[str]:
         """Live agents with a skill tagged `review` and `event_type`, by name."""
         return [v.name for v in self.agents() if v.card.has_skill_for(event_type)]
+
+    def providers_of(self, skill_id: str) -> list[str]:
+        """Every agent whose card offers the skill `skill_id`, live or not, by name."""
+        return sorted(name for name, card in self.cards.items() if any(s.id == skill_id for s in card.skills))
 
     async def close(self) -> None:
         for watcher in self._watchers:

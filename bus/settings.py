@@ -16,6 +16,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FALLBACKS = ("block", "approve_with_warning", "escalate")
+# Fail closed: a release nobody could check for secrets is blocked, not waved through.
+REQUIRED_SKILLS = ("review.security", "review.compliance")
+DEFAULT_FALLBACKS = {"security": "block"}
 
 
 class MeshSettings(BaseSettings):
@@ -65,9 +68,15 @@ class MeshSettings(BaseSettings):
     heartbeat_ttl_seconds: float = Field(default=15.0, ge=1, description="An instance silent this long is gone.")
 
     # --- coordinator ---
+    required_skills: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(REQUIRED_SKILLS),
+        description="Review skills every release.proposed round requires, live or not (comma-separated). "
+        "Each is answered by the agents whose card offers it, or by the agent named after it "
+        "(`review.security` -> `security`) when no card does. Discovery never removes one.",
+    )
     reviewers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Reviewers every round waits for, live or not (comma-separated). Live agents with "
+        description="More reviewers every round waits for, live or not (comma-separated). Live agents with "
         "a review skill for the event join them unless `reviewer_discovery` is off.",
     )
     exclude_reviewers: Annotated[list[str], NoDecode] = Field(
@@ -78,7 +87,8 @@ class MeshSettings(BaseSettings):
     deadline_seconds: float = Field(default=30.0, gt=0, description="Time a round waits for its reviewers.")
     fallbacks: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Fallback per missing reviewer, e.g. `security=block,compliance=escalate`.",
+        description="Fallback per missing reviewer, e.g. `security=block,compliance=escalate`, over the "
+        "built-in `security=block`.",
     )
     default_fallback: Literal["block", "approve_with_warning", "escalate"] = Field(
         default="escalate", description="Fallback for reviewers not named in `fallbacks`."
@@ -162,7 +172,7 @@ class MeshSettings(BaseSettings):
     log_level: str = Field(default="INFO")
     log_format: Literal["console", "json"] = Field(default="console")
 
-    @field_validator("reviewers", "exclude_reviewers", mode="before")
+    @field_validator("reviewers", "exclude_reviewers", "required_skills", mode="before")
     @classmethod
     def _split_reviewers(cls, value: object) -> object:
         if isinstance(value, str):
@@ -199,7 +209,7 @@ class MeshSettings(BaseSettings):
         return value
 
     def fallback_for(self, reviewer: str) -> str:
-        return self.fallbacks.get(reviewer, self.default_fallback)
+        return self.fallbacks.get(reviewer) or DEFAULT_FALLBACKS.get(reviewer) or self.default_fallback
 
     @property
     def nats_servers(self) -> list[str]:

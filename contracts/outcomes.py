@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from contracts.envelope import Envelope
 from contracts.reviews import ReviewSubmitted, TokenUsage
@@ -17,10 +17,24 @@ class Outcome(StrEnum):
     ESCALATED = "escalated"
 
 
+class RejectedReview(BaseModel):
+    """A review the round refused to count, and why (it never decides anything)."""
+
+    reviewer: str = Field(description="The reviewer the review claimed to come from.", examples=["security"])
+    event_id: str = Field(description="The review's event id.")
+    reason: str = Field(description="Why it was not counted.", examples=["security is not expected by this round"])
+
+
 class RoundDecided(Envelope):
     """`round.decided`: exactly one per release; what was decided and why."""
 
     release_id: str = Field(description="The release decided on.", examples=["rel-42"])
+    content_digest: str = Field(
+        default="",
+        description="`content_digest` of the proposal decided on: the outcome belongs to this revision "
+        "of the release only; changed content under the same release id gets its own round.",
+        examples=["3812ed07d3c8042d4676e44249798c26e7f850fbb3e62aa9325b5082d542347a"],
+    )
     outcome: Outcome = Field(description="approved, blocked or escalated.", examples=["blocked"])
     reason: str = Field(
         description="One sentence a human can read.",
@@ -33,6 +47,12 @@ class RoundDecided(Envelope):
         default_factory=dict, description="Fallback used for each missing reviewer.", examples=[{"compliance": "escalate"}]
     )
     expected: list[str] = Field(default_factory=list, description="Reviewers the round waited for.")
+    required: list[str] = Field(
+        default_factory=list, description="The expected reviewers that policy requires (the rest were discovered)."
+    )
+    rejected: list[RejectedReview] = Field(
+        default_factory=list, description="Reviews refused (wrong revision, unexpected reviewer…), never counted."
+    )
     opened_at: datetime | None = Field(default=None, description="When the round opened.")
     deadline: datetime | None = Field(default=None, description="When the round would time out.")
     tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens the counted reviews spent.")

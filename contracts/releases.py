@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.envelope import Envelope
@@ -57,3 +60,19 @@ class ReleaseProposed(Envelope):
         if not self.correlation_id:
             self.correlation_id = self.release_id
         return self
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 (hex) of what is proposed: every field but the envelope's.
+
+        The same content always has the same digest, whoever sends it and when; any change to
+        a diff, a path, a label, the description or an extra field makes a new one. With the
+        release id it names a *revision*: its round, its reviews and its outcome.
+        """
+        content = self.model_dump(mode="json", exclude=_ENVELOPE_FIELDS)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Who sent it, when and in which flow: not part of what is proposed.
+_ENVELOPE_FIELDS = set(Envelope.model_fields)

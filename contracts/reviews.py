@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
 from contracts.envelope import Envelope
+from contracts.redaction import redact
+from contracts.releases import ReleaseProposed
+
+# Bounds that keep any review small enough for a round (one KV value holds every review of a
+# round): a legitimate review never needs more, and a hostile one cannot grow past them.
+MAX_FINDINGS = 50
+MAX_RATIONALE_CHARS = 4000
+MAX_MESSAGE_CHARS = 500
+MAX_PATH_CHARS = 300
+MAX_ATTEMPTS = 16
+_SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
 
 
 class Verdict(StrEnum):
@@ -95,9 +107,61 @@ class ReviewSubmitted(Envelope):
         "gave the review (`offline-rules` when no model did). Empty for the offline-only reviewer.",
     )
     trace_id: str | None = Field(default=None, description="OpenTelemetry trace id of the flow.")
+    content_digest: str = Field(
+        default="",
+        description="`content_digest` of the proposal reviewed: which revision of the release this "
+        "review is about. A review without it counts for no round.",
+        examples=["3812ed07d3c8042d4676e44249798c26e7f850fbb3e62aa9325b5082d542347a"],
+    )
+    findings_omitted: int = Field(
+        default=0, ge=0, description=f"Findings left out beyond the first {MAX_FINDINGS} (the most severe are kept)."
+    )
+
+    @classmethod
+    def answering(cls, proposal: ReleaseProposed, *, reviewer: str, **fields: Any) -> ReviewSubmitted:
+        """`reviewer`'s review of `proposal`: tied to its revision and its event, as the
+        coordinator requires (`release_id`, `content_digest`, `causation_id`, correlation)."""
+        return cls(
+            release_id=proposal.release_id,
+            content_digest=proposal.content_digest,
+            causation_id=proposal.event_id,
+            correlation_id=proposal.correlation_id,
+            producer=reviewer,
+            reviewer=reviewer,
+            **fields,
+        )
 
     @model_validator(mode="after")
     def _correlate_by_release(self) -> ReviewSubmitted:
         if not self.correlation_id:
             self.correlation_id = self.release_id
         return self
+
+    @model_validator(mode="after")
+    def _bounded_and_redacted(self) -> ReviewSubmitted:
+        """Cap what a review may carry and redact secrets from its words, whoever wrote them.
+
+        A model may echo a password from the diff; a flood of findings may come from a
+        minified file. Neither may reach the reviews stream, a round or an outcome as is.
+        """
+        if len(self.findings) > MAX_FINDINGS:
+            ranked = sorted(self.findings, key=lambda f: _SEVERITY_ORDER.index(f.severity.value))  # stable
+            self.findings_omitted += len(self.findings) - MAX_FINDINGS
+            self.findings = ranked[:MAX_FINDINGS]
+        # Copies, not edits: the findings may be shared with whoever built this review.
+        self.findings = [
+            f.model_copy(update={
+                "message": redact(_clip(f.message, MAX_MESSAGE_CHARS)),
+                "file": None if f.file is None else redact(_clip(f.file, MAX_PATH_CHARS)),
+            })
+            for f in self.findings
+        ]  # fmt: skip
+        self.rationale = redact(_clip(self.rationale, MAX_RATIONALE_CHARS))
+        self.attempts = [
+            a.model_copy(update={"reason": redact(_clip(a.reason, MAX_MESSAGE_CHARS))}) for a in self.attempts[:MAX_ATTEMPTS]
+        ]
+        return self
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

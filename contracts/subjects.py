@@ -54,31 +54,35 @@ class Subjects:
     def outcomes(self) -> str:
         return f"{self.namespace}.outcomes.>"
 
-    def round_decided(self, release_id: str) -> str:
-        return f"{self.namespace}.outcomes.release.{subject_token(release_id)}"
+    def round_decided(self, release_id: str, digest: str) -> str:
+        """Where the outcome of one revision goes; `outcomes_of` covers every revision of a release."""
+        return f"{self.namespace}.outcomes.release.{subject_token(release_id)}.{subject_token(digest)}"
+
+    def outcomes_of(self, release_id: str) -> str:
+        return f"{self.namespace}.outcomes.release.{subject_token(release_id)}.*"
 
     @property
     def rounds_decided(self) -> str:
-        return f"{self.namespace}.outcomes.release.*"
+        return f"{self.namespace}.outcomes.release.*.*"
 
     # deadlines: the schedule lives on one subject, the server fires it onto another
     @property
     def deadlines(self) -> str:
         return f"{self.namespace}.deadlines.>"
 
-    def deadline_schedule(self, release_id: str) -> str:
-        return f"{self.namespace}.deadlines.schedule.{subject_token(release_id)}"
+    def deadline_schedule(self, release_id: str, digest: str) -> str:
+        return f"{self.namespace}.deadlines.schedule.{subject_token(release_id)}.{subject_token(digest)}"
 
     @property
     def deadline_schedules(self) -> str:
-        return f"{self.namespace}.deadlines.schedule.*"
+        return f"{self.namespace}.deadlines.schedule.*.*"
 
-    def deadline_fired(self, release_id: str) -> str:
-        return f"{self.namespace}.deadlines.fired.{subject_token(release_id)}"
+    def deadline_fired(self, release_id: str, digest: str) -> str:
+        return f"{self.namespace}.deadlines.fired.{subject_token(release_id)}.{subject_token(digest)}"
 
     @property
     def deadlines_fired(self) -> str:
-        return f"{self.namespace}.deadlines.fired.*"
+        return f"{self.namespace}.deadlines.fired.*.*"
 
     # dead letters
     @property
@@ -148,6 +152,11 @@ class Subjects:
     def instances_bucket(self) -> str:
         """Live instances, one key per `<agent>.<instance id>`, each with a TTL."""
         return f"{_UNSAFE.sub('_', self.namespace)}_instances"
+
+    @property
+    def dead_letter_payloads_bucket(self) -> str:
+        """Object store for payloads too large to travel inside their dead-letter record."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_deadletter_payloads"
 
 
 _STREAM_KINDS = ("events", "reviews", "outcomes", "deadlines", "deadletter")

@@ -1,9 +1,15 @@
-"""A round: one release under review, as stored in the rounds KV bucket.
+"""A round: one revision of a release under review, as stored in the rounds KV bucket.
 
 The round is the coordinator's whole memory. Every change is a pure function of the stored
 round and one incoming message, written back with compare-and-set on the KV revision, so a
 crash, a redelivery or a second coordinator replica can never apply a message twice or
 publish two outcomes.
+
+A round belongs to a *revision*: a release id plus the digest of what is proposed. Only a
+review that fits it counts — from an expected reviewer, about this revision, answering one of
+its proposals (`causation_id`). Everything else is recorded as rejected, with a reason, and
+decides nothing. A round's size is bounded: one review per expected reviewer, a few early
+reviews per known reviewer, and a capped list of rejections.
 """
 
 from __future__ import annotations
@@ -11,13 +17,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from contracts.envelope import utc_now
-from contracts.outcomes import RoundDecided
+from contracts.outcomes import Outcome, RejectedReview, RoundDecided
 from contracts.releases import ReleaseProposed
-from contracts.reviews import ReviewSubmitted, TokenUsage
+from contracts.reviews import ReviewSubmitted, TokenUsage, Verdict
 from coordinator.policy import Decision, Policy, decide
+
+# Bounds on what a round keeps besides its counted reviews (one KV value holds it all).
+MAX_EARLY_PER_REVIEWER = 2  # reviews that came before the proposal, per known reviewer
+MAX_REJECTED = 20  # rejected reviews listed; beyond that only counted
+MAX_PROPOSAL_IDS = 8  # event ids of proposals of this revision (a resend after the dedupe window)
+
+_STRICTNESS = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
+_OTHER_PROPOSAL = "it answers no proposal of this round (its causation_id is not one of their event ids)"
 
 
 class RoundState(StrEnum):
@@ -26,22 +40,73 @@ class RoundState(StrEnum):
     DECIDED = "decided"
 
 
+class RoundDecision(BaseModel):
+    """What the policy concluded; the outcome message is built from it and the round."""
+
+    outcome: Outcome
+    reason: str
+    missing: list[str] = Field(default_factory=list)
+    fallbacks_applied: dict[str, str] = Field(default_factory=dict)
+    decided_at: datetime
+
+
 class Round(BaseModel):
     release_id: str
+    content_digest: str = ""
     state: RoundState = RoundState.AWAITING_PROPOSAL
     proposal_event_id: str | None = None
+    proposal_event_ids: list[str] = Field(default_factory=list)
     expected: list[str] = Field(default_factory=list)
+    required: list[str] = Field(default_factory=list)
     policy: str = "all"
     fallbacks: dict[str, str] = Field(default_factory=dict)
     opened_at: datetime | None = None
     deadline: datetime | None = None
     reviews: dict[str, ReviewSubmitted] = Field(default_factory=dict)
+    early_reviews: dict[str, list[ReviewSubmitted]] = Field(default_factory=dict)
     late_reviews: list[ReviewSubmitted] = Field(default_factory=list)
-    outcome: RoundDecided | None = None
+    rejected: list[RejectedReview] = Field(default_factory=list)
+    rejected_overflow: int = 0
+    decision: RoundDecision | None = None
     outcome_published: bool = False
     # Who publishes the outcome: the message (`STREAM:seq`) whose handling decided the round.
     publisher: str | None = None
     publisher_since: datetime | None = None
+    # What the last transition did, in words, for the log line (never stored).
+    _note: str = PrivateAttr(default="")
+
+    @property
+    def note(self) -> str:
+        return self._note
+
+    @property
+    def outcome(self) -> RoundDecided | None:
+        """The outcome message, built from the decision (the reviews are stored once)."""
+        if self.decision is None:
+            return None
+        counted = [self.reviews[name] for name in self.expected if name in self.reviews]
+        return RoundDecided(
+            event_id=f"outcome-{self.release_id}-{self.content_digest[:16]}",
+            correlation_id=self.release_id,
+            causation_id=self.proposal_event_id,
+            producer="coordinator",
+            occurred_at=self.decision.decided_at,
+            release_id=self.release_id,
+            content_digest=self.content_digest,
+            outcome=self.decision.outcome,
+            reason=self.decision.reason,
+            policy=self.policy,
+            reviews=counted,
+            missing=self.decision.missing,
+            fallbacks_applied=self.decision.fallbacks_applied,
+            expected=self.expected,
+            required=self.required,
+            rejected=self.rejected,
+            opened_at=self.opened_at,
+            deadline=self.deadline,
+            tokens=sum((review.tokens for review in counted), TokenUsage()),
+            cost_usd=round(sum(review.cost_usd for review in counted), 8),
+        )
 
     # --- transitions: each returns True when the round changed -------------------------
 
@@ -54,30 +119,73 @@ class Round(BaseModel):
         fallbacks: dict[str, str],
         deadline_seconds: float,
         now: datetime,
+        required: list[str] = (),
     ) -> bool:
-        """Open the round for a proposal; a duplicate proposal changes nothing."""
+        """Open the round for a proposal; the same proposal again changes nothing.
+
+        Reviews that came before the proposal count now if they fit it; the rest are rejected.
+        """
         if self.state != RoundState.AWAITING_PROPOSAL:
-            return False
+            if proposal.event_id in self.proposal_event_ids or len(self.proposal_event_ids) >= MAX_PROPOSAL_IDS:
+                self._note = "duplicate proposal ignored"
+                return False
+            # The same content proposed again (after the dedupe window): its reviews fit too.
+            self.proposal_event_ids.append(proposal.event_id)
+            self._note = "the same revision proposed again; its reviews count for this round"
+            if self.state == RoundState.OPEN:
+                self._apply_early()
+                self.settle(now=now)
+            return True
         self.state = RoundState.OPEN
         self.proposal_event_id = proposal.event_id
+        self.proposal_event_ids = [proposal.event_id]
         self.expected = list(expected)
+        self.required = [name for name in required if name in expected]
         self.policy = str(policy)
         self.fallbacks = {name: fallbacks.get(name, "escalate") for name in expected}
         self.opened_at = now
         self.deadline = now + timedelta(seconds=deadline_seconds)
+        self._apply_early()
+        # Of those that still do not fit, only an expected reviewer's may yet: it may answer the
+        # same content proposed again. The others were not written for this round.
+        for name in list(self.early_reviews):
+            if name not in self.expected:
+                for review in self.early_reviews.pop(name):
+                    self._reject(review, self._misfit(review) or "")
+        self._note = "round opened"
         self.settle(now=now)
         return True
 
-    def record(self, review: ReviewSubmitted, *, now: datetime) -> bool:
-        """Count a review; a reviewer's second review (a duplicate) changes nothing."""
-        if review.reviewer in self.reviews or any(r.reviewer == review.reviewer for r in self.late_reviews):
-            return False
+    def record(self, review: ReviewSubmitted, *, now: datetime, known: frozenset[str] | set[str] = frozenset()) -> bool:
+        """Count a review that fits this round; keep an early one; reject the rest, with a reason.
+
+        `known` names the reviewers that may hold a place in a round that has no proposal yet
+        (required, pinned or live): nobody else can grow it.
+        """
+        if self.state == RoundState.AWAITING_PROPOSAL:
+            return self._keep_early(review, known)
+        if problem := self._misfit(review):
+            if self.state == RoundState.OPEN and problem == _OTHER_PROPOSAL and review.reviewer in self.expected:
+                # Maybe the proposal it answers (the same content, sent again) is still on its way.
+                return self._keep_early(review, set(self.expected))
+            return self._reject(review, problem)
         if self.state == RoundState.DECIDED:
+            if review.reviewer in self.reviews or any(r.reviewer == review.reviewer for r in self.late_reviews):
+                self._note = "duplicate review ignored"
+                return False
             self.late_reviews.append(review)  # kept for the record, never counted
+            self._note = "late review recorded; outcome unchanged"
             return True
-        self.reviews[review.reviewer] = review
-        if self.state == RoundState.OPEN:
-            self.settle(now=now)
+        counted = self.reviews.get(review.reviewer)
+        if counted is not None and counted.event_id == review.event_id:
+            self._note = "duplicate review ignored"
+            return False
+        if counted is not None and _STRICTNESS[review.verdict] <= _STRICTNESS[counted.verdict]:
+            self._note = f"a second review from {review.reviewer} ignored: not stricter than its first"
+            return False
+        self._count(review)
+        self._note = "review counted" if counted is None else f"a stricter second review from {review.reviewer} counted"
+        self.settle(now=now)
         return True
 
     def expire(self, *, now: datetime) -> bool:
@@ -94,7 +202,7 @@ class Round(BaseModel):
         (its redelivery after a crash asks again), and passes to another only once it is older
         than `lease`: its holder died and its message will not come back (dead-lettered).
         """
-        if self.outcome is None or self.outcome_published:
+        if self.decision is None or self.outcome_published:
             return False
         held_by_other = self.publisher not in (None, claimant)
         if held_by_other and self.publisher_since is not None and now - self.publisher_since < lease:
@@ -103,9 +211,62 @@ class Round(BaseModel):
         return True
 
     def mark_published(self) -> bool:
-        if self.outcome is None or self.outcome_published:
+        if self.decision is None or self.outcome_published:
             return False
         self.outcome_published = True
+        return True
+
+    # --- what counts ------------------------------------------------------------------
+
+    def _misfit(self, review: ReviewSubmitted) -> str | None:
+        """Why `review` cannot count in this (opened) round, or None when it fits."""
+        if review.release_id != self.release_id or review.content_digest != self.content_digest:
+            return "it reviews another revision of the release"
+        if review.reviewer not in self.expected:
+            return f"{review.reviewer} is not expected by this round"
+        if review.causation_id not in self.proposal_event_ids:
+            return _OTHER_PROPOSAL
+        return None
+
+    def _apply_early(self) -> None:
+        """Count the early reviews that now fit; the rest keep waiting."""
+        waiting: dict[str, list[ReviewSubmitted]] = {}
+        for review in (review for kept in self.early_reviews.values() for review in kept):
+            if self._misfit(review) is None:
+                self._count(review)
+            else:
+                waiting.setdefault(review.reviewer, []).append(review)
+        self.early_reviews = waiting
+
+    def _keep_early(self, review: ReviewSubmitted, known: frozenset[str] | set[str]) -> bool:
+        if review.reviewer not in known:
+            self._note = f"rejected: {review.reviewer} is not a reviewer of this mesh, and the round has no proposal yet"
+            return False
+        kept = self.early_reviews.setdefault(review.reviewer, [])
+        if any(r.event_id == review.event_id for r in kept):
+            self._note = "duplicate review ignored"
+            return False
+        if len(kept) >= MAX_EARLY_PER_REVIEWER:
+            self._note = f"rejected: {review.reviewer} already has {len(kept)} reviews waiting for this proposal"
+            return False
+        kept.append(review)
+        self._note = "review kept until its proposal arrives"
+        return True
+
+    def _count(self, review: ReviewSubmitted) -> None:
+        """Count a fitting review; of two from the same reviewer the stricter stands (fail closed)."""
+        counted = self.reviews.get(review.reviewer)
+        if counted is None or _STRICTNESS[review.verdict] > _STRICTNESS[counted.verdict]:
+            self.reviews[review.reviewer] = review
+
+    def _reject(self, review: ReviewSubmitted, reason: str) -> bool:
+        self._note = f"review rejected: {reason}"
+        if any(r.event_id == review.event_id for r in self.rejected):
+            return False
+        if len(self.rejected) >= MAX_REJECTED:
+            self.rejected_overflow += 1
+        else:
+            self.rejected.append(RejectedReview(reviewer=review.reviewer[:100], event_id=review.event_id[:100], reason=reason[:300]))
         return True
 
     # --- decision ---------------------------------------------------------------------
@@ -117,37 +278,24 @@ class Round(BaseModel):
             verdicts={name: review.verdict for name, review in self.reviews.items()},
             fallbacks=self.fallbacks,
             deadline_passed=deadline_passed,
-            finding_counts={name: len(review.findings) for name, review in self.reviews.items()},
+            finding_counts={name: len(review.findings) + review.findings_omitted for name, review in self.reviews.items()},
         )
         if decision is not None:
             self._conclude(decision, now=now)
 
     def _conclude(self, decision: Decision, *, now: datetime) -> None:
         self.state = RoundState.DECIDED
-        counted = [self.reviews[name] for name in self.expected if name in self.reviews]
-        self.outcome = RoundDecided(
-            event_id=f"outcome-{self.release_id}",
-            correlation_id=self.release_id,
-            causation_id=self.proposal_event_id,
-            producer="coordinator",
-            occurred_at=now,
-            release_id=self.release_id,
+        self.decision = RoundDecision(
             outcome=decision.outcome,
             reason=decision.reason,
-            policy=self.policy,
-            reviews=counted,
             missing=decision.missing,
             fallbacks_applied=decision.fallbacks_applied,
-            expected=self.expected,
-            opened_at=self.opened_at,
-            deadline=self.deadline,
-            tokens=sum((review.tokens for review in counted), TokenUsage()),
-            cost_usd=round(sum(review.cost_usd for review in counted), 8),
+            decided_at=now,
         )
 
 
-def new_round(release_id: str) -> Round:
-    return Round(release_id=release_id)
+def new_round(release_id: str, content_digest: str = "") -> Round:
+    return Round(release_id=release_id, content_digest=content_digest)
 
 
-__all__ = ["Round", "RoundState", "new_round", "utc_now"]
+__all__ = ["Round", "RoundDecision", "RoundState", "new_round", "utc_now"]

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from nats.js.errors import NotFoundError
 
 from bus.directory import AgentDirectory
+from bus.errors import InvalidMessage
 from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
 from contracts.envelope import utc_now
+from contracts.ids import deadline_msg_id, outcome_msg_id
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
 from contracts.rounds import RoundDeadline
-from contracts.subjects import subject_token
 from coordinator.policy import Policy
 from coordinator.rounds import Round, RoundState
 from coordinator.store import RoundStore
@@ -54,30 +55,45 @@ class Coordinator:
         if self.directory:
             await self.directory.close()
 
-    def reviewers_for(self, event_type: str) -> list[str]:
-        """Who must review: pinned reviewers plus live agents with a matching review skill,
-        minus the excluded. Called once per round; the round keeps this snapshot."""
-        chosen = set(self.settings.reviewers)
-        if self.directory is not None:
-            chosen.update(self.directory.reviewers_for(event_type))
-        chosen.difference_update(self.settings.exclude_reviewers)
-        return sorted(chosen)
+    def required_reviewers(self) -> list[str]:
+        """The reviewers policy requires, live or not: for each required skill, the agents whose
+        card offers it, or the agent named after it when no card does (or the view is unknown)."""
+        known = self.directory is not None and self.directory.synced
+        names: set[str] = set()
+        for skill in self.settings.required_skills:
+            names.update((self.directory.providers_of(skill) if known else []) or [agent_named_after(skill)])
+        return sorted(names)
+
+    def reviewers_for(self, event_type: str) -> tuple[list[str], list[str]]:
+        """(expected, required): the required reviewers, plus pinned ones and live agents with a
+        matching review skill, minus the excluded — who can never be a required one. Called once
+        per round; the round keeps this snapshot. A view of the registry that is not in sync adds
+        nobody: the required reviewers are expected whatever it says."""
+        required = self.required_reviewers()
+        optional = set(self.settings.reviewers)
+        if self.directory is not None and self.directory.synced:
+            optional.update(self.directory.reviewers_for(event_type))
+        optional.difference_update(self.settings.exclude_reviewers)
+        return sorted(optional.union(required)), required
 
     # --- handlers -----------------------------------------------------------------------
 
     async def handle_release_proposed(self, proposal: ReleaseProposed, delivery: Delivery) -> None:
-        expected = self.reviewers_for("release.proposed")
+        expected, required = self.reviewers_for("release.proposed")
+        digest = proposal.content_digest
         now = self.clock()
         deadline = now + timedelta(seconds=self.settings.deadline_seconds)
         # The deadline is scheduled before the round is opened, so an open round always has one:
         # a proposal that cannot schedule it is retried, then dead-lettered, and opens nothing.
-        await self._schedule_deadline(proposal.release_id, deadline, proposal.event_id, delivery)
+        await self._schedule_deadline(proposal.release_id, digest, deadline, proposal.event_id, delivery)
         decided = _Decided()
         round_, changed = await self.store.mutate(
             proposal.release_id,
+            digest,
             self._deciding(delivery, decided=decided, transition=lambda r: r.open(
                 proposal,
                 expected=expected,
+                required=required,
                 policy=self.policy,
                 fallbacks={name: self.settings.fallback_for(name) for name in expected},
                 deadline_seconds=self.settings.deadline_seconds,
@@ -85,34 +101,45 @@ class Coordinator:
             )),
             likely_new=True,  # skips a read; a create that finds the round reads it then
         )  # fmt: skip
-        delivery.log.info(
-            "round opened" if changed else "duplicate proposal ignored", state=round_.state, expected=round_.expected
-        )
+        delivery.log.info(round_.note or "duplicate proposal ignored", state=round_.state, expected=round_.expected,
+                          digest=digest[:12])  # fmt: skip
         if round_.state == RoundState.OPEN and _rfc3339_ceil(round_.deadline) != _rfc3339_ceil(deadline):
             # Opened by an earlier delivery of this proposal: our schedule replaced its own (one
             # schedule per round subject), so put the round's deadline back. Within the duplicate
             # window the server keeps ours instead, and the round closes that much later.
-            await self._schedule_deadline(round_.release_id, round_.deadline, round_.proposal_event_id, delivery)
+            await self._schedule_deadline(round_.release_id, digest, round_.deadline, round_.proposal_event_id, delivery)
         await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
+        # A review speaks for the reviewer its subject names, about the revision it names.
+        # Anything else is refused before it can touch a round (and dead-lettered, with why).
+        subject = self.subjects.review_submitted(review.reviewer)
+        if delivery.message.subject != subject:
+            raise InvalidMessage(
+                f"a review from {review.reviewer!r} arrived on {delivery.message.subject}; "
+                f"{review.reviewer!r} publishes only on {subject}"
+            )
+        if not review.content_digest:
+            raise InvalidMessage("the review has no content_digest, so it belongs to no revision of the release")
+        known = frozenset(self.reviewers_for("release.proposed")[0])
         decided = _Decided()
         round_, changed = await self.store.mutate(
-            review.release_id, self._deciding(delivery, lambda r: r.record(review, now=self.clock()), decided)
+            review.release_id,
+            review.content_digest,
+            self._deciding(delivery, lambda r: r.record(review, now=self.clock(), known=known), decided),
         )
-        if not changed:
-            delivery.log.info("duplicate review ignored", reviewer=review.reviewer)
-        elif any(late.reviewer == review.reviewer for late in round_.late_reviews):
-            delivery.log.info("late review recorded; outcome unchanged", reviewer=review.reviewer)
+        note = round_.note or "duplicate review ignored"
+        log = delivery.log.warning if "rejected" in note else delivery.log.info
+        log(note, reviewer=review.reviewer, verdict=review.verdict.value, digest=review.content_digest[:12])
         await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     async def handle_round_deadline(self, tick: RoundDeadline, delivery: Delivery) -> None:
         decided = _Decided()
         round_, changed = await self.store.mutate(
-            tick.release_id, self._deciding(delivery, lambda r: r.expire(now=self.clock()), decided)
+            tick.release_id, tick.content_digest, self._deciding(delivery, lambda r: r.expire(now=self.clock()), decided)
         )
         if changed:
-            delivery.log.info("deadline passed", missing=round_.outcome.missing if round_.outcome else [])
+            delivery.log.info("deadline passed", missing=round_.decision.missing if round_.decision else [])
         await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
 
     # --- effects ------------------------------------------------------------------------
@@ -144,48 +171,59 @@ class Coordinator:
         me = _message_ref(delivery)
         if round_.publisher != me:  # not ours: take it over only if its holder is gone
             round_, mine = await self.store.mutate(
-                round_.release_id, lambda r: r.claim_outcome(me, now=self.clock(), lease=self._lease)
+                round_.release_id,
+                round_.content_digest,
+                lambda r: r.claim_outcome(me, now=self.clock(), lease=self._lease),
             )
             if not mine:
                 return
             decided_now = False
         # If this very write decided the round, nobody can have published its outcome. Otherwise
         # it may have been published before a crash, longer ago than the duplicate window.
-        if not decided_now and await self._outcome_stored(round_.release_id):
+        if not decided_now and await self._outcome_stored(round_.release_id, round_.content_digest):
             delivery.log.info("outcome already published; not again")
         else:
             await self._publish_outcome(round_.outcome, delivery)
-        await self.store.mutate(round_.release_id, Round.mark_published)
+        await self.store.mutate(round_.release_id, round_.content_digest, Round.mark_published)
 
-    async def _outcome_stored(self, release_id: str) -> bool:
+    async def _outcome_stored(self, release_id: str, digest: str) -> bool:
         js = self.agent.broker.connection.jetstream()
         try:
-            await js.get_last_msg(self.subjects.outcomes_stream, self.subjects.round_decided(release_id))
+            await js.get_last_msg(self.subjects.outcomes_stream, self.subjects.round_decided(release_id, digest))
         except NotFoundError:
             return False
         return True
 
-    async def _schedule_deadline(self, release_id: str, deadline: datetime, causation_id: str | None, delivery: Delivery) -> None:
+    async def _schedule_deadline(
+        self, release_id: str, digest: str, deadline: datetime, causation_id: str | None, delivery: Delivery
+    ) -> None:
         """Ask the NATS server to fire the deadline: it fires even if no coordinator runs then.
 
         The server keeps one schedule per subject (a newer one replaces it), and the message id
         carries the time, so rescheduling to another time is never mistaken for a duplicate."""
         at = _rfc3339_ceil(deadline)
         tick = RoundDeadline(
-            release_id=release_id, correlation_id=release_id, causation_id=causation_id, producer="coordinator"
+            release_id=release_id,
+            content_digest=digest,
+            correlation_id=release_id,
+            causation_id=causation_id,
+            producer="coordinator",
         )
         await delivery.publish(
             tick,
-            self.subjects.deadline_schedule(release_id),
-            msg_id=f"deadline:{subject_token(release_id)}:{at}",
-            headers={"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": self.subjects.deadline_fired(release_id)},
+            self.subjects.deadline_schedule(release_id, digest),
+            msg_id=deadline_msg_id(release_id, digest, at),
+            headers={
+                "Nats-Schedule": f"@at {at}",
+                "Nats-Schedule-Target": self.subjects.deadline_fired(release_id, digest),
+            },
         )
 
     async def _publish_outcome(self, outcome: RoundDecided, delivery: Delivery) -> None:
         ack = await delivery.publish(
             outcome,
-            self.subjects.round_decided(outcome.release_id),
-            msg_id=f"outcome:{subject_token(outcome.release_id)}",
+            self.subjects.round_decided(outcome.release_id, outcome.content_digest),
+            msg_id=outcome_msg_id(outcome.release_id, outcome.content_digest),
         )
         delivery.log.info("outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate)
 
@@ -200,6 +238,11 @@ def _rfc3339_ceil(moment: datetime) -> str:
     """Milliseconds, rounded up: a deadline may fire a little late, never early."""
     millis = math.ceil(moment.timestamp() * 1000)
     return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def agent_named_after(skill_id: str) -> str:
+    """The agent that answers a required skill when no card offers it: `review.security` -> `security`."""
+    return skill_id.removeprefix("review.")
 
 
 def _message_ref(delivery: Delivery) -> str:

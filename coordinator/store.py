@@ -32,6 +32,11 @@ _MAX_ATTEMPTS = 50
 _REMEMBERED = 4096  # rounds whose last write is kept; older ones are simply read again
 
 
+def round_key(release_id: str, digest: str) -> str:
+    """`<release>.<digest>`: one key per revision (KV keys may hold dots; tokens never do)."""
+    return f"{subject_token(release_id)}.{subject_token(digest)}" if digest else subject_token(release_id)
+
+
 class RoundConflict(RuntimeError):
     """A round kept changing under us; the message will be redelivered and retried."""
 
@@ -44,39 +49,44 @@ class RoundStore:
         self._turns: dict[str, asyncio.Lock] = {}  # per round, only while someone changes it
         self._waiting: Counter[str] = Counter()
 
-    async def get(self, release_id: str) -> Round | None:
-        round_, _ = await self._load(release_id)
+    async def get(self, release_id: str, digest: str) -> Round | None:
+        round_, _ = await self._load(round_key(release_id, digest))
         return round_
 
-    async def mutate(self, release_id: str, transition: Transition, *, likely_new: bool = False) -> tuple[Round, bool]:
-        """Apply `transition` atomically; returns the stored round and whether it changed.
+    async def mutate(
+        self, release_id: str, digest: str, transition: Transition, *, likely_new: bool = False
+    ) -> tuple[Round, bool]:
+        """Apply `transition` to the round of one revision atomically; returns the stored round
+        and whether it changed.
 
         `likely_new` skips the first read of a round this store has not seen (a proposal's
         round usually does not exist yet): the write is then a create, which fails if the
         round exists after all, and the round is read and the transition applied again.
         """
-        key = subject_token(release_id)
+        key = round_key(release_id, digest)
         turn = self._turns.setdefault(key, asyncio.Lock())
         self._waiting[key] += 1
         try:
             async with turn:
-                return await self._mutate(key, release_id, transition, likely_new)
+                return await self._mutate(key, release_id, digest, transition, likely_new)
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:
                 del self._waiting[key], self._turns[key]
 
-    async def _mutate(self, key: str, release_id: str, transition: Transition, likely_new: bool) -> tuple[Round, bool]:
+    async def _mutate(
+        self, key: str, release_id: str, digest: str, transition: Transition, likely_new: bool
+    ) -> tuple[Round, bool]:
         for _ in range(_MAX_ATTEMPTS):
             remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
             if remembered is not None:
                 round_, revision = Round.model_validate_json(remembered[0]), remembered[1]
             elif likely_new:
-                round_, revision, likely_new = new_round(release_id), None, False
+                round_, revision, likely_new = new_round(release_id, digest), None, False
                 remembered = (b"", 0)  # assumed, not read: "nothing to do" is checked below
             else:
-                current, revision = await self._load(release_id)
-                round_ = current or new_round(release_id)
+                current, revision = await self._load(key)
+                round_ = current or new_round(release_id, digest)
             if not transition(round_):
                 if remembered is not None:
                     continue  # "nothing to do" may be stale: ask the bucket
@@ -96,9 +106,9 @@ class RoundStore:
             return round_, True
         raise RoundConflict(f"round {release_id!r} changed {_MAX_ATTEMPTS} times while we tried to update it")
 
-    async def _load(self, release_id: str) -> tuple[Round | None, int | None]:
+    async def _load(self, key: str) -> tuple[Round | None, int | None]:
         try:
-            entry = await self._kv.get(subject_token(release_id))
+            entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None, None
         if entry.value is None:  # deleted or expired key (limit markers)
@@ -116,6 +126,6 @@ class RoundStore:
             entry = await self._kv.get(key)
             if entry.value:
                 round_ = Round.model_validate_json(entry.value)
-                if round_.outcome is None:
+                if round_.decision is None:
                     rounds.append(round_)
         return rounds

@@ -34,18 +34,19 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from services.review.reviewer import review_msg_id, review_of
+from services.review.reviewer import review_of
 from bus.connect import connect_options
 from bus.pull import PullFeed, new_inbox
 from bus.settings import MeshSettings
 from contracts.envelope import utc_now
+from contracts.ids import deadline_msg_id, outcome_msg_id, review_msg_id
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
 from contracts.rounds import RoundDeadline
-from contracts.subjects import subject_token
 from coordinator.policy import Policy
 from coordinator.rounds import Round, RoundState, new_round
-from coordinator.service import _rfc3339_ceil
+from coordinator.service import _rfc3339_ceil, agent_named_after
+from coordinator.store import round_key
 from services.review.offline import OfflineReviewer
 from services.review.rules import load_rules
 
@@ -95,8 +96,9 @@ async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list
 
     async def handle(msg: Msg) -> None:
         proposal = ReleaseProposed.model_validate_json(msg.data)
-        data = review_of(proposal, name, await brain.assess(proposal)).model_dump_json().encode()
-        headers = {"Nats-Msg-Id": review_msg_id(proposal.release_id, name), "content-type": JSON}
+        review = review_of(proposal, name, await brain.assess(proposal))
+        data = review.model_dump_json().encode()
+        headers = {"Nats-Msg-Id": review_msg_id(proposal.release_id, review.content_digest, name), "content-type": JSON}
         await js.publish(subject, data, stream=stream, headers=headers)
         await msg.ack()
 
@@ -112,41 +114,42 @@ class Rounds:
         self.revisions: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
 
-    async def change(self, release_id: str, transition: Callable[[Round], bool]) -> tuple[Round, bool]:
-        lock = self.locks.setdefault(release_id, asyncio.Lock())
+    async def change(self, release_id: str, digest: str, transition: Callable[[Round], bool]) -> tuple[Round, bool]:
+        key = round_key(release_id, digest)
+        lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
-            round_ = self.rounds.get(release_id) or new_round(release_id)
+            round_ = self.rounds.get(key) or new_round(release_id, digest)
             changed = transition(round_)
             while changed and self.kv is not None:
                 try:
-                    self.revisions[release_id] = await self._write(release_id, round_)
+                    self.revisions[key] = await self._write(key, round_)
                     break
                 except KeyWrongLastSequenceError:  # someone else wrote first: re-read, re-apply
-                    round_ = await self._read(release_id)
+                    round_ = await self._read(key, release_id, digest)
                     changed = transition(round_)
-            self.rounds[release_id] = round_
+            self.rounds[key] = round_
             return round_, changed
 
-    def forget(self, release_id: str) -> None:
+    def forget(self, release_id: str, digest: str) -> None:
         for table in (self.rounds, self.revisions, self.locks):
-            table.pop(release_id, None)
+            table.pop(round_key(release_id, digest), None)
 
-    async def _write(self, release_id: str, round_: Round) -> int:
-        key, data = subject_token(release_id), round_.model_dump_json().encode()
-        revision = self.revisions.get(release_id)
+    async def _write(self, key: str, round_: Round) -> int:
+        data = round_.model_dump_json().encode()
+        revision = self.revisions.get(key)
         if revision is None:
             return await self.kv.create(key, data)
         return await self.kv.update(key, data, last=revision)
 
-    async def _read(self, release_id: str) -> Round:
+    async def _read(self, key: str, release_id: str, digest: str) -> Round:
         try:
-            entry = await self.kv.get(subject_token(release_id))
+            entry = await self.kv.get(key)
         except KeyNotFoundError:
             entry = None
         if entry is None or entry.value is None:
-            self.revisions.pop(release_id, None)
-            return new_round(release_id)
-        self.revisions[release_id] = entry.revision
+            self.revisions.pop(key, None)
+            return new_round(release_id, digest)
+        self.revisions[key] = entry.revision
         return Round.model_validate_json(entry.value)
 
 
@@ -154,7 +157,8 @@ async def run_coordinator(settings: MeshSettings, nc: nats.NATS, *, durable: boo
     js = nc.jetstream(timeout=settings.publish_timeout_seconds)
     s = settings.subjects
     policy = Policy.parse(settings.policy)
-    expected = list(settings.reviewers)
+    expected = sorted({*settings.reviewers, *(agent_named_after(skill) for skill in settings.required_skills)})
+    known = frozenset(expected)
     fallbacks = {name: settings.fallback_for(name) for name in expected}
     rounds = Rounds(await js.key_value(s.rounds_bucket) if durable else None)
 
@@ -164,15 +168,16 @@ async def run_coordinator(settings: MeshSettings, nc: nats.NATS, *, durable: boo
 
     async def settle(round_: Round) -> None:
         if round_.state == RoundState.DECIDED and not round_.outcome_published:
-            rid = round_.release_id
-            await publish(s.round_decided(rid), round_.outcome.model_dump_json().encode(), f"outcome:{subject_token(rid)}")
-            await rounds.change(rid, Round.mark_published)
-            rounds.forget(rid)
+            rid, digest = round_.release_id, round_.content_digest
+            await publish(s.round_decided(rid, digest), round_.outcome.model_dump_json().encode(), outcome_msg_id(rid, digest))
+            await rounds.change(rid, digest, Round.mark_published)
+            rounds.forget(rid, digest)
 
     async def handle_proposal(msg: Msg) -> None:
         proposal = ReleaseProposed.model_validate_json(msg.data)
         round_, changed = await rounds.change(
             proposal.release_id,
+            proposal.content_digest,
             lambda r: r.open(
                 proposal,
                 expected=expected,
@@ -183,20 +188,23 @@ async def run_coordinator(settings: MeshSettings, nc: nats.NATS, *, durable: boo
             ),
         )
         if durable and changed and round_.state == RoundState.OPEN:
-            rid = round_.release_id
-            tick = RoundDeadline(release_id=rid, correlation_id=rid, causation_id=proposal.event_id, producer="coordinator")
+            rid, digest, at = round_.release_id, round_.content_digest, _rfc3339_ceil(round_.deadline)
+            tick = RoundDeadline(release_id=rid, content_digest=digest, correlation_id=rid, causation_id=proposal.event_id,
+                                 producer="coordinator")  # fmt: skip
             await publish(
-                s.deadline_schedule(rid),
+                s.deadline_schedule(rid, digest),
                 tick.model_dump_json().encode(),
-                f"deadline:{subject_token(rid)}",
-                **{"Nats-Schedule": f"@at {_rfc3339_ceil(round_.deadline)}", "Nats-Schedule-Target": s.deadline_fired(rid)},
+                deadline_msg_id(rid, digest, at),
+                **{"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": s.deadline_fired(rid, digest)},
             )
         await settle(round_)
         await msg.ack()
 
     async def handle_review(msg: Msg) -> None:
         submitted = ReviewSubmitted.model_validate_json(msg.data)
-        round_, _ = await rounds.change(submitted.release_id, lambda r: r.record(submitted, now=utc_now()))
+        round_, _ = await rounds.change(
+            submitted.release_id, submitted.content_digest, lambda r: r.record(submitted, now=utc_now(), known=known)
+        )
         await settle(round_)
         await msg.ack()
 

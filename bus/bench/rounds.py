@@ -29,14 +29,15 @@ from nats.js.kv import KeyValue
 
 from bus.bench.driver import Outcomes
 from bus.bench.payloads import proposal, sample_proposal
-from services.review.reviewer import review_msg_id, review_of
+from services.review.reviewer import review_of
 from bus.bench.resources import cpu_seconds, memory
 from bus.bench.results import Checkpoint, OpenRounds
 from bus.client import MeshClient
 from bus.connect import connect
 from bus.launcher import start_mesh
 from bus.settings import MeshSettings
-from contracts.subjects import subject_token
+from contracts.ids import review_msg_id
+from coordinator.store import round_key
 from services.review.offline import OfflineReviewer
 from services.review.rules import load_rules
 
@@ -133,7 +134,7 @@ async def _probe(client: MeshClient, kv: KeyValue, outcomes: Outcomes, release_i
     event = proposal(release_id, template)
     await client.propose(event)
     await _submit(client, event, "security", assessments)
-    await _recorded(kv, release_id, "security")
+    await _recorded(kv, round_key(release_id, event.content_digest), "security")
     decided = outcomes.expect(release_id)
     started = time.perf_counter()
     await _submit(client, event, "compliance", assessments)
@@ -142,19 +143,20 @@ async def _probe(client: MeshClient, kv: KeyValue, outcomes: Outcomes, release_i
 
 
 async def _submit(client: MeshClient, event, reviewer: str, assessments: dict) -> None:
-    data = review_of(event, reviewer, assessments[reviewer]).model_dump_json().encode()
-    headers = {"Nats-Msg-Id": review_msg_id(event.release_id, reviewer), "content-type": "application/json"}
+    review = review_of(event, reviewer, assessments[reviewer])
+    data = review.model_dump_json().encode()
+    headers = {"Nats-Msg-Id": review_msg_id(event.release_id, review.content_digest, reviewer), "content-type": "application/json"}
     await client.js.publish(client.subjects.review_submitted(reviewer), data, headers=headers)
 
 
-async def _recorded(kv: KeyValue, release_id: str, reviewer: str, timeout: float = 30.0) -> None:
+async def _recorded(kv: KeyValue, key: str, reviewer: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            entry = await kv.get(subject_token(release_id))
+            entry = await kv.get(key)
             if entry.value and reviewer in json.loads(entry.value).get("reviews", {}):
                 return
         except KeyNotFoundError:
             pass
         await asyncio.sleep(0.001)
-    raise TimeoutError(f"the coordinator did not record {reviewer}'s review of {release_id} within {timeout:.0f} s")
+    raise TimeoutError(f"the coordinator did not record {reviewer}'s review in round {key} within {timeout:.0f} s")

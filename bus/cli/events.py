@@ -84,7 +84,7 @@ async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: floa
         await client.propose(proposal)
         if wait is None:
             return None
-        return await client.wait_for_outcome(proposal.release_id, timeout=wait)
+        return await client.wait_for_outcome(proposal, timeout=wait)
 
 
 def schema(

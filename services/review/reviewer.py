@@ -9,9 +9,9 @@ from __future__ import annotations
 from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
+from contracts.ids import review_msg_id
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
-from contracts.subjects import subject_token
 from services.review.assessment import Assessment, Brain
 from services.review.brain import make_brain
 
@@ -33,8 +33,9 @@ def build_reviewer(
     @agent.consumes(stream=subjects.events_stream, subject=subjects.release_proposed, model=ReleaseProposed)
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
         review = review_of(proposal, name, await brain.assess(proposal))
-        # One review per (release, reviewer): a redelivered proposal republishes the same id.
-        await delivery.publish(review, subjects.review_submitted(name), msg_id=review_msg_id(proposal.release_id, name))
+        # One review per (revision, reviewer): a redelivered proposal republishes the same id.
+        msg_id = review_msg_id(proposal.release_id, review.content_digest, name)
+        await delivery.publish(review, subjects.review_submitted(name), msg_id=msg_id)
         delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model,
                           cost_usd=review.cost_usd, tokens=review.tokens.total)  # fmt: skip
 
@@ -43,11 +44,8 @@ def build_reviewer(
 
 def review_of(proposal: ReleaseProposed, reviewer: str, assessment: Assessment) -> ReviewSubmitted:
     """The review `reviewer` publishes about `proposal` (also what `mesh bench`'s floor sends)."""
-    return ReviewSubmitted(
-        correlation_id=proposal.correlation_id,
-        causation_id=proposal.event_id,
-        producer=reviewer,
-        release_id=proposal.release_id,
+    return ReviewSubmitted.answering(
+        proposal,
         reviewer=reviewer,
         verdict=assessment.verdict,
         confidence=assessment.confidence,
@@ -58,8 +56,3 @@ def review_of(proposal: ReleaseProposed, reviewer: str, assessment: Assessment) 
         cost_usd=assessment.cost_usd,
         attempts=assessment.attempts,
     )
-
-
-def review_msg_id(release_id: str, reviewer: str) -> str:
-    """`review:<release>:<reviewer>`: the same for every redelivery of the proposal."""
-    return f"review:{subject_token(release_id)}:{reviewer}"

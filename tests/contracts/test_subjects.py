@@ -55,10 +55,10 @@ STORED = [
     (MESH.events, "MESH_EVENTS"),
     (MESH.review_submitted("security"), "MESH_REVIEWS"),
     (MESH.reviews, "MESH_REVIEWS"),
-    (MESH.round_decided("rel.42"), "MESH_OUTCOMES"),
+    (MESH.round_decided("rel.42", "ab12"), "MESH_OUTCOMES"),
     (MESH.outcomes, "MESH_OUTCOMES"),
-    (MESH.deadline_schedule("rel-42"), "MESH_DEADLINES"),
-    (MESH.deadline_fired("rel 42"), "MESH_DEADLINES"),
+    (MESH.deadline_schedule("rel-42", "ab12"), "MESH_DEADLINES"),
+    (MESH.deadline_fired("rel 42", "ab12"), "MESH_DEADLINES"),
     (MESH.deadlines_fired, "MESH_DEADLINES"),
     (MESH.dead_letter("security"), "MESH_DEADLETTER"),
     (MESH.dead_letters, "MESH_DEADLETTER"),
@@ -101,7 +101,11 @@ def test_namespaces_keep_their_names_apart():
 
 @pytest.mark.parametrize("release_id", ["rel-42", "rel.42", "a.b c*>"])
 def test_an_id_adds_exactly_one_token_to_a_subject(release_id):
-    """Whatever the release id holds, per-release subjects have a fixed number of tokens."""
-    assert MESH.round_decided(release_id).split(".")[:-1] == ["mesh", "outcomes", "release"]
-    assert len(MESH.round_decided(release_id).split(".")) == 4
-    assert len(MESH.deadline_fired(release_id).split(".")) == 4
+    """Whatever the release id holds, per-revision subjects have a fixed number of tokens:
+    the release, then the content digest."""
+    digest = "3812ed07d3c8042d4676e44249798c26e7f850fbb3e62aa9325b5082d542347a"
+    assert MESH.round_decided(release_id, digest).split(".")[:3] == ["mesh", "outcomes", "release"]
+    assert MESH.round_decided(release_id, digest).split(".")[-1] == digest
+    assert len(MESH.round_decided(release_id, digest).split(".")) == 5
+    assert len(MESH.deadline_fired(release_id, digest).split(".")) == 5
+    assert len(MESH.outcomes_of(release_id).split(".")) == 5

@@ -33,13 +33,13 @@ async def eventually(check, timeout: float = 10.0):
 
 async def open_round(store: RoundStore, release_id: str):
     """The round, once it is open; None before."""
-    round_ = await store.get(release_id)
+    round_ = await store.get(release_id, proposal(release_id).content_digest)
     return round_ if round_ and round_.state == RoundState.OPEN else None
 
 
 async def scheduled_at(client: MeshClient, release_id: str) -> str:
     s = client.settings.subjects
-    msg = await client.js.get_last_msg(s.deadlines_stream, s.deadline_schedule(release_id))
+    msg = await client.js.get_last_msg(s.deadlines_stream, s.deadline_schedule(release_id, proposal(release_id).content_digest))
     return msg.headers["Nats-Schedule"].removeprefix("@at ")
 
 
@@ -81,7 +81,7 @@ async def test_a_proposal_that_cannot_schedule_its_deadline_opens_no_round_until
             letters = await eventually(lambda: list_dead_letters(client.js, settings, service="coordinator"), timeout=20)
             assert [letter.record.error_type for letter in letters] == ["failed"]
             store = RoundStore(await client.js.key_value(s.rounds_bucket))
-            assert await store.get("rel-d2") is None
+            assert await store.get("rel-d2", proposal("rel-d2").content_digest) is None
 
             await provision_mesh(settings, names=["coordinator"])  # the stream is back
             await replay(client.js, settings, letters[0].seq)
@@ -108,7 +108,7 @@ async def test_a_proposal_delivered_again_never_moves_the_deadline_earlier(coord
         async with build_coordinator(settings, clock=clock).running():
             store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
             await client.propose(proposal("rel-d3"))
-            first = await eventually(lambda: store.get("rel-d3"))
+            first = await eventually(lambda: store.get("rel-d3", proposal("rel-d3").content_digest))
             assert first is not None and first.state == RoundState.OPEN
 
             offset["seconds"] = 60.0
@@ -116,7 +116,7 @@ async def test_a_proposal_delivered_again_never_moves_the_deadline_earlier(coord
             await client.js.publish(settings.subjects.release_proposed, again, headers={"Nats-Msg-Id": "again"})
             await asyncio.sleep(1.0)  # handled: a duplicate proposal changes nothing
 
-            round_ = await store.get("rel-d3")
+            round_ = await store.get("rel-d3", proposal("rel-d3").content_digest)
             assert round_.deadline == first.deadline
             assert await scheduled_at(client, "rel-d3") >= _rfc3339_ceil(round_.deadline)
     finally:

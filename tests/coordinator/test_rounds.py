@@ -14,6 +14,7 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=30)
 EXPECTED = ["security", "compliance"]
 FALLBACKS = {"security": "block", "compliance": "escalate"}
+KNOWN = frozenset({"security", "compliance", "docs"})  # reviewers the mesh knows, before a round opens
 
 
 def proposal(release_id: str = "rel-42", **overrides) -> ReleaseProposed:
@@ -21,24 +22,39 @@ def proposal(release_id: str = "rel-42", **overrides) -> ReleaseProposed:
     return ReleaseProposed(**{**fields, **overrides})
 
 
-def review(reviewer: str, verdict: str = "approve", *, findings: int = 0, release_id: str = "rel-42") -> ReviewSubmitted:
-    return ReviewSubmitted(
-        event_id=f"review-{reviewer}-{verdict}",
-        release_id=release_id,
-        reviewer=reviewer,
-        verdict=verdict,
-        confidence=0.9,
-        rationale=f"{reviewer} says {verdict}.",
-        model="offline-rules",
-        findings=[Finding(rule=f"R{i}", severity="high", message="Something.") for i in range(findings)],
-        occurred_at=NOW,
-    )
+def digest(release_id: str = "rel-42") -> str:
+    return proposal(release_id).content_digest
+
+
+def fresh(release_id: str = "rel-42") -> Round:
+    """A round of the revision `proposal(release_id)` proposes, before anything happened."""
+    return new_round(release_id, digest(release_id))
+
+
+def review(
+    reviewer: str, verdict: str = "approve", *, findings: int = 0, release_id: str = "rel-42", **overrides
+) -> ReviewSubmitted:
+    """`reviewer`'s review of `proposal(release_id)`: its revision, answering its event id."""
+    return ReviewSubmitted(**{
+        "event_id": f"review-{reviewer}-{verdict}",
+        "causation_id": f"proposal-{release_id}",
+        "content_digest": digest(release_id),
+        "release_id": release_id,
+        "reviewer": reviewer,
+        "verdict": verdict,
+        "confidence": 0.9,
+        "rationale": f"{reviewer} says {verdict}.",
+        "model": "offline-rules",
+        "findings": [Finding(rule=f"R{i}", severity="high", message="Something.") for i in range(findings)],
+        "occurred_at": NOW,
+        **overrides,
+    })
 
 
 def opened(round_: Round | None = None, *, policy: str = "all", expected: list[str] = EXPECTED) -> Round:
-    round_ = round_ or new_round("rel-42")
+    round_ = round_ or fresh()
     round_.open(
-        proposal(),
+        proposal(round_.release_id),
         expected=expected,
         policy=Policy.parse(policy),
         fallbacks={name: FALLBACKS.get(name, "escalate") for name in expected},
@@ -53,7 +69,7 @@ def opened(round_: Round | None = None, *, policy: str = "all", expected: list[s
 
 def test_open_starts_the_round_with_its_reviewers_policy_fallbacks_and_deadline():
     """Opening a round records the proposal, who is expected, the policy, fallbacks and deadline."""
-    round_ = new_round("rel-42")
+    round_ = fresh()
     assert round_.state == RoundState.AWAITING_PROPOSAL
     changed = round_.open(
         proposal(), expected=EXPECTED, policy=Policy.parse("quorum:2"), fallbacks=FALLBACKS, deadline_seconds=90, now=NOW
@@ -71,7 +87,7 @@ def test_open_starts_the_round_with_its_reviewers_policy_fallbacks_and_deadline(
 
 def test_open_keeps_only_the_fallbacks_of_expected_reviewers():
     """Fallbacks configured for reviewers the round does not expect are not stored."""
-    round_ = new_round("rel-42")
+    round_ = fresh()
     round_.open(
         proposal(), expected=["security"], policy=Policy.parse("all"), fallbacks=FALLBACKS, deadline_seconds=60, now=NOW
     )
@@ -79,15 +95,31 @@ def test_open_keeps_only_the_fallbacks_of_expected_reviewers():
 
 
 def test_a_duplicate_open_returns_false_and_changes_nothing():
-    """A second proposal for an open round changes nothing, even with other settings."""
+    """The same proposal again changes nothing, even with other settings."""
+    round_ = opened()
+    before = round_.model_dump()
+    changed = round_.open(
+        proposal(), expected=["docs"], policy=Policy.parse("veto"), fallbacks={"docs": "block"},
+        deadline_seconds=5, now=LATER,
+    )
+    assert changed is False
+    assert round_.model_dump() == before
+
+
+def test_the_same_content_proposed_again_under_a_new_event_id_only_adds_that_id():
+    """A resend of the same content (past the dedupe window, a new event id) is the same
+    revision: its reviews may count too, and nothing else about the round changes."""
     round_ = opened()
     before = round_.model_dump()
     changed = round_.open(
         proposal(event_id="another"), expected=["docs"], policy=Policy.parse("veto"), fallbacks={"docs": "block"},
         deadline_seconds=5, now=LATER,
     )
-    assert changed is False
-    assert round_.model_dump() == before
+    assert changed is True
+    assert round_.proposal_event_ids == ["proposal-rel-42", "another"]
+    assert round_.model_dump() == {**before, "proposal_event_ids": ["proposal-rel-42", "another"]}
+    assert round_.record(review("security", causation_id="another"), now=LATER) is True
+    assert "security" in round_.reviews
 
 
 def test_a_duplicate_open_of_a_decided_round_changes_nothing():
@@ -104,8 +136,8 @@ def test_a_duplicate_open_of_a_decided_round_changes_nothing():
 
 def test_a_review_before_the_proposal_waits_and_is_counted_when_the_round_opens():
     """A review that beats its proposal is kept, then counted when the round opens."""
-    round_ = new_round("rel-42")
-    assert round_.record(review("security", "approve"), now=NOW) is True
+    round_ = fresh()
+    assert round_.record(review("security", "approve"), now=NOW, known=KNOWN) is True
     assert round_.state == RoundState.AWAITING_PROPOSAL
     assert round_.outcome is None
     opened(round_)
@@ -117,8 +149,8 @@ def test_a_review_before_the_proposal_waits_and_is_counted_when_the_round_opens(
 
 def test_reviews_before_the_proposal_can_decide_the_round_as_it_opens():
     """When the early reviews already settle the outcome, opening the round decides it at once."""
-    round_ = new_round("rel-42")
-    round_.record(review("security", "reject", findings=2), now=NOW)
+    round_ = fresh()
+    round_.record(review("security", "reject", findings=2), now=NOW, known=KNOWN)
     opened(round_)
     assert round_.state == RoundState.DECIDED
     assert round_.outcome is not None
@@ -127,10 +159,13 @@ def test_reviews_before_the_proposal_can_decide_the_round_as_it_opens():
 
 
 def test_an_early_review_from_an_unexpected_reviewer_is_not_counted():
-    """A review from a reviewer the round turns out not to expect is kept but never counted."""
-    round_ = new_round("rel-42")
-    round_.record(review("docs", "reject"), now=NOW)
+    """A review from a known reviewer the round turns out not to expect is kept until the round
+    opens, then rejected with the reason, and never counted."""
+    round_ = fresh()
+    round_.record(review("docs", "reject"), now=NOW, known=KNOWN)
     opened(round_)
+    assert [(r.reviewer, r.reason) for r in round_.rejected] == [("docs", "docs is not expected by this round")]
+    assert round_.early_reviews == {}
     assert round_.state == RoundState.OPEN
     round_.record(review("security"), now=NOW)
     round_.record(review("compliance"), now=NOW)
@@ -143,21 +178,35 @@ def test_an_early_review_from_an_unexpected_reviewer_is_not_counted():
 
 
 def test_a_duplicate_review_changes_nothing():
-    """A reviewer's second review returns False and the first one stays counted."""
+    """The same review again, or a reviewer's second review that is not stricter than its
+    first, returns False and the first one stays counted."""
     round_ = opened(expected=["security", "compliance", "docs"])
-    assert round_.record(review("security", "approve"), now=NOW) is True
+    assert round_.record(review("security", "needs_human"), now=NOW) is True
     before = round_.model_dump()
-    assert round_.record(review("security", "reject"), now=LATER) is False
+    assert round_.record(review("security", "needs_human"), now=LATER) is False
+    assert round_.record(review("security", "approve"), now=LATER) is False
     assert round_.model_dump() == before
-    assert round_.reviews["security"].verdict == Verdict.APPROVE
+    assert round_.reviews["security"].verdict == Verdict.NEEDS_HUMAN
+
+
+def test_of_two_fitting_reviews_from_one_reviewer_the_stricter_stands():
+    """Fail closed: a forged approval that beat the real reject cannot keep it from counting."""
+    round_ = opened(expected=["security", "compliance", "docs"])
+    round_.record(review("security", "approve"), now=NOW)
+    assert round_.record(review("security", "reject"), now=LATER) is True
+    assert round_.reviews["security"].verdict == Verdict.REJECT
+    assert round_.outcome.outcome == Outcome.BLOCKED
 
 
 def test_a_duplicate_review_before_the_proposal_changes_nothing():
-    """Dedupe also holds while the round is still waiting for its proposal."""
-    round_ = new_round("rel-42")
-    round_.record(review("security", "approve"), now=NOW)
-    assert round_.record(review("security", "reject"), now=NOW) is False
-    assert round_.reviews["security"].verdict == Verdict.APPROVE
+    """Dedupe also holds while the round is still waiting for its proposal; of two different
+    early reviews from one reviewer, the stricter counts when the round opens."""
+    round_ = fresh()
+    round_.record(review("security", "approve"), now=NOW, known=KNOWN)
+    assert round_.record(review("security", "approve"), now=NOW, known=KNOWN) is False
+    assert round_.record(review("security", "reject"), now=NOW, known=KNOWN) is True
+    opened(round_)
+    assert round_.reviews["security"].verdict == Verdict.REJECT
 
 
 def test_a_review_after_the_decision_is_kept_as_late_and_does_not_change_the_outcome():
@@ -212,8 +261,8 @@ def test_expire_is_a_no_op_on_a_decided_round():
 
 def test_expire_is_a_no_op_before_the_proposal():
     """A deadline for a round that never opened changes nothing."""
-    round_ = new_round("rel-42")
-    round_.record(review("security"), now=NOW)
+    round_ = fresh()
+    round_.record(review("security"), now=NOW, known=KNOWN)
     before = round_.model_dump()
     assert round_.expire(now=LATER) is False
     assert round_.model_dump() == before
@@ -266,12 +315,14 @@ def test_the_outcome_reason_counts_the_findings_of_a_rejecting_reviewer():
     assert "security rejected the release (3 findings)" in round_.outcome.reason
 
 
-def test_the_outcome_event_id_is_stable_for_a_release():
-    """The outcome's event id depends only on the release, so a republish deduplicates."""
+def test_the_outcome_event_id_is_stable_for_a_revision():
+    """The outcome's event id depends only on the release and its content, so a republish
+    deduplicates; the outcome names the revision it decided."""
     first, second = opened(), opened()
     first.expire(now=NOW)
     second.expire(now=LATER)
-    assert first.outcome.event_id == second.outcome.event_id == "outcome-rel-42"
+    assert first.outcome.event_id == second.outcome.event_id == f"outcome-rel-42-{digest()[:16]}"
+    assert first.outcome.content_digest == digest()
 
 
 # --- stored form ------------------------------------------------------------------------
@@ -279,22 +330,22 @@ def test_the_outcome_event_id_is_stable_for_a_release():
 
 def test_a_decided_round_survives_a_json_round_trip_unchanged():
     """A round written to and read back from the KV bucket is equal to the original."""
-    round_ = new_round("rel.42 beta")
-    round_.record(review("security", "reject", findings=2, release_id="rel.42 beta"), now=NOW)
+    round_ = fresh("rel.42 beta")
+    round_.record(review("security", "reject", findings=2, release_id="rel.42 beta"), now=NOW, known=KNOWN)
     opened(round_)
     round_.record(review("compliance", "approve", release_id="rel.42 beta"), now=LATER)
     round_.mark_published()
     assert round_.late_reviews and round_.outcome is not None
 
     restored = Round.model_validate_json(round_.model_dump_json())
-    assert restored == round_
+    assert restored.model_dump() == round_.model_dump()  # (the transient note is not stored)
     assert restored.model_dump_json() == round_.model_dump_json()
 
 
 def test_an_awaiting_and_an_open_round_survive_a_json_round_trip_unchanged():
     """Rounds that are still waiting or open also read back equal."""
-    waiting = new_round("rel-42")
-    waiting.record(review("security"), now=NOW)
+    waiting = fresh()
+    waiting.record(review("security"), now=NOW, known=KNOWN)
     open_ = opened()
     for round_ in (waiting, open_):
-        assert Round.model_validate_json(round_.model_dump_json()) == round_
+        assert Round.model_validate_json(round_.model_dump_json()).model_dump() == round_.model_dump()

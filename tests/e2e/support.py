@@ -21,6 +21,17 @@ def sample(name: str, **changes) -> ReleaseProposed:
     return ReleaseProposed.model_validate(data)
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: `*` is one token, a final `>` is one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
 async def stream_messages(nats_url: str, stream: str, subject: str | None = None) -> list[bytes]:
     """Every message currently stored in a stream (optionally one subject), oldest first."""
     nc = await nats.connect(nats_url)
@@ -33,7 +44,7 @@ async def stream_messages(nats_url: str, stream: str, subject: str | None = None
                 msg = await js.get_msg(stream, seq)
             except Exception:  # noqa: BLE001 - a deleted sequence
                 continue
-            if subject is None or msg.subject == subject:
+            if subject is None or subject_matches(subject, msg.subject):
                 found.append(msg.data)
         return found
     finally:

@@ -14,7 +14,7 @@ from tests.e2e.support import eventually, sample, stream_messages
 
 async def outcomes_for(settings, release_id: str) -> list[bytes]:
     s = settings.subjects
-    return await stream_messages(settings.nats_url, s.outcomes_stream, s.round_decided(release_id))
+    return await stream_messages(settings.nats_url, s.outcomes_stream, s.outcomes_of(release_id))
 
 
 async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(make_settings, launch):
@@ -33,7 +33,7 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
         await client.propose(proposal)
 
         async def security_counted():
-            round_ = await store.get(proposal.release_id)
+            round_ = await store.get(proposal.release_id, proposal.content_digest)
             return round_ if round_ and round_.state == RoundState.OPEN and "security" in round_.reviews else None
 
         assert await eventually(security_counted, timeout=15), "round never opened with the security review"
@@ -44,7 +44,7 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
         assert await outcomes_for(settings, proposal.release_id) == []
 
         await asyncio.to_thread(coordinator.start)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+        outcome = await client.wait_for_outcome(proposal, timeout=20)
         assert outcome is not None and outcome.outcome == Outcome.APPROVED
         assert sorted(r.reviewer for r in outcome.reviews) == ["compliance", "security"]
         await asyncio.sleep(1.5)
@@ -72,7 +72,7 @@ async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline
         await client.propose(proposal)
 
         async def opened_and_scheduled():
-            round_ = await store.get(proposal.release_id)
+            round_ = await store.get(proposal.release_id, proposal.content_digest)
             info = await client.js.stream_info(settings.subjects.deadlines_stream)
             # security's review counted too: else it may come back only after the deadline tick
             counted = round_ and "security" in round_.reviews
@@ -84,14 +84,14 @@ async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline
         assert await outcomes_for(settings, proposal.release_id) == []
 
         await asyncio.to_thread(coordinator.start)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+        outcome = await client.wait_for_outcome(proposal, timeout=20)
         assert outcome is not None
         assert outcome.outcome == Outcome.APPROVED
         assert outcome.fallbacks_applied == {"compliance": "approve_with_warning"}
         assert "approves with a warning" in outcome.reason
         # the server fired the deadline on time although no coordinator ran then
         s = settings.subjects
-        fired = await client.js.get_last_msg(s.deadlines_stream, s.deadline_fired(proposal.release_id))
+        fired = await client.js.get_last_msg(s.deadlines_stream, s.deadline_fired(proposal.release_id, proposal.content_digest))
         assert 0 <= (fired.time - outcome.deadline).total_seconds() <= 1.0
         await asyncio.sleep(1.0)
         assert len(await outcomes_for(settings, proposal.release_id)) == 1

@@ -242,7 +242,7 @@ async def test_a_third_reviewer_joins_new_rounds_without_coordinator_changes(sha
         async with await MeshClient.connect(settings) as client:
             proposal = sample("release_clean", release_id="rel-three-reviewers")
             await client.propose(proposal)
-            outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+            outcome = await client.wait_for_outcome(proposal, timeout=20)
         assert outcome is not None and outcome.outcome == Outcome.APPROVED
         assert sorted(r.reviewer for r in outcome.reviews) == ["compliance", "performance", "security"]
         assert outcome.expected == ["compliance", "performance", "security"]
@@ -254,26 +254,31 @@ async def test_a_third_reviewer_joins_new_rounds_without_coordinator_changes(sha
             third.kill()
 
 
-async def test_no_live_reviewer_escalates_with_that_reason(make_settings, launch):
-    """With discovery on and no reviewer alive, the round is escalated at once, saying why."""
+async def test_with_no_live_reviewer_the_required_ones_are_still_expected_and_security_blocks(make_settings, launch):
+    """Fail closed: with discovery on and no reviewer alive, the round still expects the
+    reviewers policy requires (security and compliance), waits for its deadline, and security's
+    built-in `block` fallback blocks the release — it is never decided by who happens to be up."""
     settings = make_settings()
-    await asyncio.to_thread(launch, settings, ["coordinator"])
+    await asyncio.to_thread(launch, settings, ["coordinator"], deadline_seconds="2")
     async with await MeshClient.connect(settings) as client:
         proposal = sample("release_clean", release_id="rel-nobody")
         await client.propose(proposal)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=10)
-    assert outcome is not None and outcome.outcome == Outcome.ESCALATED
-    assert outcome.expected == [] and "no live reviewer" in outcome.reason
+        outcome = await client.wait_for_outcome(proposal, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert outcome.expected == outcome.required == ["compliance", "security"]
+    assert outcome.missing == ["compliance", "security"]
+    assert outcome.fallbacks_applied == {"compliance": "escalate", "security": "block"}
 
 
 async def test_excluded_reviewer_is_not_asked(make_settings, launch):
-    """MESH_EXCLUDE_REVIEWERS keeps a live reviewer out of new rounds."""
+    """MESH_EXCLUDE_REVIEWERS keeps a live reviewer that policy does not require out of new rounds."""
     settings = make_settings()
-    await asyncio.to_thread(launch, settings, ["security", "compliance", "coordinator"], exclude_reviewers="compliance")
+    await asyncio.to_thread(launch, settings, ["security", "compliance", "coordinator"], exclude_reviewers="compliance",
+                            required_skills="review.security")  # fmt: skip
     async with await MeshClient.connect(settings) as client:
         proposal = sample("release_clean", release_id="rel-excluded")
         await client.propose(proposal)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+        outcome = await client.wait_for_outcome(proposal, timeout=20)
     assert outcome is not None and outcome.expected == ["security"]
 
 

@@ -44,9 +44,9 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
         )  # fmt: skip
         security = [s for s in mesh.services if s.name == "security"]
         coordinators = [s for s in mesh.services if s.name == "coordinator"]
-        releases = [f"rel-kill-{i}" for i in range(6)]
-        for release_id in releases:
-            await client.propose(sample("release_clean", release_id=release_id))
+        releases = [sample("release_clean", release_id=f"rel-kill-{i}") for i in range(6)]
+        for proposal in releases:
+            await client.propose(proposal)
 
         async def reviewing():  # a security replica with a review under way
             for replica in security:
@@ -73,10 +73,10 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
     redelivered = {r["correlation_id"] for r in log_events(survivor.log_path, "→ received") if r["delivery"] >= 2}
     assert killed <= redelivered
     reviewed = Counter(r["correlation_id"] for s in security for r in log_events(s.log_path, "reviewed"))
-    assert reviewed == Counter({release_id: 1 for release_id in releases})
+    assert reviewed == Counter({proposal.release_id: 1 for proposal in releases})
     assert requests <= len(releases) + len(killed)  # at most the killed calls again; no other second call
     published = Counter(r["correlation_id"] for c in coordinators for r in log_events(c.log_path, "outcome published"))
-    assert published == Counter({release_id: 1 for release_id in releases})
+    assert published == Counter({proposal.release_id: 1 for proposal in releases})
     s = settings.subjects
     stored = [json.loads(m)["release_id"] for m in await stream_messages(settings.nats_url, s.outcomes_stream)]
-    assert Counter(stored) == Counter({release_id: 1 for release_id in releases})
+    assert Counter(stored) == Counter({proposal.release_id: 1 for proposal in releases})

@@ -24,7 +24,7 @@ def api():
 
 @pytest.fixture
 def start(settings, launch, api):
-    """`await start(["security", "coordinator"], reviewers="security", **MESH_* settings)`."""
+    """`await start(["security", "coordinator"], reviewers="security", required_skills="review.security", **MESH_* settings)`."""
 
     async def _start(names: list[str], **env: str):
         env = {"anthropic_api_key": "sk-test", "anthropic_base_url": api.url, "reviewer_discovery": "false",
@@ -37,7 +37,7 @@ def start(settings, launch, api):
 async def decide(client, name: str, release_id: str, timeout: float = 25, **changes) -> RoundDecided:
     proposal = sample(name, release_id=release_id, **changes)
     await client.propose(proposal)
-    outcome = await client.wait_for_outcome(release_id, timeout=timeout)
+    outcome = await client.wait_for_outcome(proposal, timeout=timeout)
     assert outcome is not None, f"no outcome for {release_id}"
     return outcome
 
@@ -76,7 +76,7 @@ async def test_injection_repair_budget_fallback_and_circuit(start, client, api):
     overloaded Sonnet (529) hands over to Haiku, the review saying why, until its circuit opens
     and Sonnet is skipped without a call."""
     api.profile(SONNET, obey_injection=True)
-    await start(["security", "coordinator"], reviewers="security", llm_round_budget_usd="0.05",
+    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", llm_round_budget_usd="0.05",
                 llm_breaker_failures="2")  # fmt: skip
 
     fooled = await decide(client, "release_secret", "inj-1", description=INJECTION)
@@ -118,7 +118,7 @@ async def test_a_slow_model_is_cut_off_before_the_rounds_deadline(start, client,
     """A model slower than the round: the call ends 2 s before the 6 s deadline, the rules review
     instead, and the round is decided by that review, not by a deadline fallback."""
     api.profile(latency=30)
-    await start(["security", "coordinator"], reviewers="security", deadline_seconds="6",
+    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", deadline_seconds="6",
                 llm_deadline_margin_seconds="2", llm_chain=f"{SONNET},offline")  # fmt: skip
     started = asyncio.get_running_loop().time()
     outcome = await decide(client, "release_clean", "slow-1", timeout=15)
@@ -134,7 +134,7 @@ async def test_tiering_sends_small_releases_to_the_cheap_model_first(start, clie
     """With Haiku as the cheap tier: a sure Haiku answer stands alone; an unsure one is escalated to
     Sonnet; a release the rules see as risky goes to Sonnet directly."""
     api.profile(HAIKU, confidence=0.95)
-    await start(["security", "coordinator"], reviewers="security", llm_tier_model=HAIKU)
+    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", llm_tier_model=HAIKU)
     (sure,) = (await decide(client, "release_clean", "tier-1")).reviews
     api.profile(HAIKU, confidence=0.4)
     (unsure,) = (await decide(client, "release_clean", "tier-2")).reviews

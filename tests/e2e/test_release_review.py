@@ -24,7 +24,7 @@ async def test_clean_release_is_approved(mesh, client):
     """A clean release gets an approving review from each reviewer and an approved outcome."""
     proposal = sample("release_clean", release_id="rel-clean-1")
     await client.propose(proposal)
-    outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+    outcome = await client.wait_for_outcome(proposal, timeout=20)
 
     assert outcome is not None
     assert outcome.outcome == Outcome.APPROVED
@@ -39,7 +39,7 @@ async def test_release_with_secret_is_blocked_with_the_finding(mesh, client):
     """A planted credential makes security reject; the outcome is blocked and names the finding."""
     proposal = sample("release_secret", release_id="rel-secret-1")
     await client.propose(proposal)
-    outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+    outcome = await client.wait_for_outcome(proposal, timeout=20)
 
     assert outcome is not None
     assert outcome.outcome == Outcome.BLOCKED
@@ -62,12 +62,12 @@ async def test_duplicate_proposal_yields_one_outcome(mesh, client, settings):
         proposal.model_dump_json().encode(),
         headers={"Nats-Msg-Id": "another-id"},
     )
-    first = await client.wait_for_outcome(proposal.release_id, timeout=20)
+    first = await client.wait_for_outcome(proposal, timeout=20)
     assert first is not None and first.outcome == Outcome.APPROVED
     await asyncio.sleep(1.5)  # room for a wrong second outcome to show up
 
     outcomes = await stream_messages(
-        settings.nats_url, settings.subjects.outcomes_stream, settings.subjects.round_decided(proposal.release_id)
+        settings.nats_url, settings.subjects.outcomes_stream, settings.subjects.outcomes_of(proposal.release_id)
     )
     assert len(outcomes) == 1
     reviews = await stream_messages(settings.nats_url, settings.subjects.reviews_stream)
@@ -100,7 +100,7 @@ async def test_bad_events_are_dead_lettered_and_services_survive(mesh, client, s
 
     proposal = sample("release_clean", release_id="rel-after-garbage")
     await client.propose(proposal)
-    outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+    outcome = await client.wait_for_outcome(proposal, timeout=20)
     assert outcome is not None and outcome.outcome == Outcome.APPROVED
     assert all(s.alive() for s in mesh.services)
 
@@ -123,7 +123,7 @@ async def test_absent_reviewer_gets_its_fallback_at_the_deadline(make_settings, 
         proposal = sample("release_clean", release_id="rel-absent-1")
         started = asyncio.get_running_loop().time()
         await client.propose(proposal)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=20)
+        outcome = await client.wait_for_outcome(proposal, timeout=20)
         waited = asyncio.get_running_loop().time() - started
 
     assert outcome is not None
@@ -153,14 +153,14 @@ async def test_late_review_is_recorded_but_never_changes_the_outcome(make_settin
     async with await MeshClient.connect(settings) as client:
         proposal = sample("release_clean", release_id="rel-late-1")
         await client.propose(proposal)
-        outcome = await client.wait_for_outcome(proposal.release_id, timeout=15)
+        outcome = await client.wait_for_outcome(proposal, timeout=15)
         assert outcome is not None and outcome.outcome == Outcome.ESCALATED
 
         late = await asyncio.to_thread(launch, settings, ["compliance"])
         store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
 
         async def late_recorded():
-            round_ = await store.get(proposal.release_id)
+            round_ = await store.get(proposal.release_id, proposal.content_digest)
             return round_ if round_ and round_.late_reviews else None
 
         round_ = await eventually(late_recorded, timeout=15)
@@ -168,7 +168,7 @@ async def test_late_review_is_recorded_but_never_changes_the_outcome(make_settin
         assert [r.reviewer for r in round_.late_reviews] == ["compliance"]
         assert round_.outcome.outcome == Outcome.ESCALATED
         outcomes = await stream_messages(
-            settings.nats_url, settings.subjects.outcomes_stream, settings.subjects.round_decided(proposal.release_id)
+            settings.nats_url, settings.subjects.outcomes_stream, settings.subjects.outcomes_of(proposal.release_id)
         )
         assert len(outcomes) == 1
         assert RoundDecided.model_validate_json(outcomes[0]).outcome == Outcome.ESCALATED

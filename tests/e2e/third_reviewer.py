@@ -8,9 +8,9 @@ import uvicorn
 from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
+from contracts.ids import review_msg_id
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted, Verdict
-from contracts.subjects import subject_token
 
 SKILL = AgentSkill(
     id="review.performance",
@@ -28,13 +28,12 @@ def build(settings: MeshSettings) -> Agent:
     @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
     async def review(proposal: ReleaseProposed, delivery: Delivery) -> None:
         loops = sum(line.lstrip("+ ").startswith("for ") for c in proposal.changes for line in c.diff.splitlines())
-        review = ReviewSubmitted(
-            release_id=proposal.release_id, reviewer="performance", producer="performance",
-            correlation_id=proposal.correlation_id, causation_id=proposal.event_id,
-            verdict=Verdict.APPROVE if loops < 3 else Verdict.NEEDS_HUMAN, confidence=0.6,
-            rationale=f"{loops} new loop(s).", model="loop-counter",
+        review = ReviewSubmitted.answering(  # tied to this revision and this proposal
+            proposal, reviewer="performance", verdict=Verdict.APPROVE if loops < 3 else Verdict.NEEDS_HUMAN,
+            confidence=0.6, rationale=f"{loops} new loop(s).", model="loop-counter",
         )  # fmt: skip
-        await delivery.publish(review, subject, msg_id=f"review:{subject_token(proposal.release_id)}:performance")
+        msg_id = review_msg_id(proposal.release_id, proposal.content_digest, "performance")
+        await delivery.publish(review, subject, msg_id=msg_id)
 
     return agent
 

@@ -1,0 +1,29 @@
+"""Message ids (`Nats-Msg-Id`): deterministic, so a retried or redelivered publish is stored once.
+
+Each id names what the message *is* — one proposal of one revision, one reviewer's review of
+it, its deadline, its outcome — never when or by whom it was sent. A revision is a release id
+plus the `content_digest` of what is proposed: changed content is a new revision, with ids of
+its own, so the stream's dedupe never swallows it.
+"""
+
+from __future__ import annotations
+
+from contracts.subjects import subject_token
+
+
+def proposal_msg_id(release_id: str, digest: str) -> str:
+    return f"proposal:{subject_token(release_id)}:{digest}"
+
+
+def review_msg_id(release_id: str, digest: str, reviewer: str) -> str:
+    """The same for every redelivery of the proposal to the same reviewer."""
+    return f"review:{subject_token(release_id)}:{digest}:{subject_token(reviewer)}"
+
+
+def deadline_msg_id(release_id: str, digest: str, at: str) -> str:
+    """Carries the time: rescheduling to another moment is never mistaken for a duplicate."""
+    return f"deadline:{subject_token(release_id)}:{digest}:{at}"
+
+
+def outcome_msg_id(release_id: str, digest: str) -> str:
+    return f"outcome:{subject_token(release_id)}:{digest}"

@@ -1,0 +1,212 @@
+"""The coordinator against a real nats-server, attacked from the bus: forged, early, mismatched
+and oversized reviews never decide a round; a round stays small whatever is sent to it; changed
+content under the same release id is a new revision with its own round and outcome.
+
+No reviewer service runs here: the tests publish reviews themselves, as an attacker with
+access to the NATS port would, and the coordinator runs in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from bus.client import MeshClient
+from bus.dlq import list_dead_letters
+from bus.launcher import provision_mesh
+from contracts.ids import review_msg_id
+from contracts.outcomes import Outcome
+from contracts.releases import ReleaseProposed
+from contracts.reviews import MAX_FINDINGS, ReviewSubmitted
+from coordinator.service import build_coordinator
+from coordinator.store import RoundStore, round_key
+
+KEY_LINE = '+AWS_ACCESS_KEY_ID = "AKIAZ7VRSQ5TJXK3M2PL"\n'
+
+
+def proposal(release_id: str, diff: str = "+def refund(order_id):\n+    return order_id\n") -> ReleaseProposed:
+    return ReleaseProposed(
+        release_id=release_id, service="payments-api", version="2.4.0",
+        changes=[{"path": "src/refunds.py", "diff": diff}],
+    )  # fmt: skip
+
+
+def review_of(p: ReleaseProposed, reviewer: str, verdict: str, **overrides) -> ReviewSubmitted:
+    fields = {
+        "release_id": p.release_id, "content_digest": p.content_digest, "causation_id": p.event_id,
+        "reviewer": reviewer, "verdict": verdict, "confidence": 0.9, "rationale": f"{reviewer}: {verdict}",
+        "model": "offline-rules",
+    }  # fmt: skip
+    return ReviewSubmitted(**{**fields, **overrides})
+
+
+async def send(client: MeshClient, review: ReviewSubmitted, *, subject: str | None = None) -> None:
+    subject = subject or client.subjects.review_submitted(review.reviewer)
+    msg_id = review_msg_id(review.release_id, review.content_digest, review.reviewer) + ":" + review.event_id
+    await client.js.publish(subject, review.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id})
+
+
+def raw_review(p: ReleaseProposed, reviewer: str, verdict: str, **fields) -> tuple[str, bytes]:
+    body = review_of(p, reviewer, verdict).model_dump(mode="json") | fields
+    return reviewer, json.dumps(body).encode()
+
+
+async def send_raw(client: MeshClient, reviewer: str, data: bytes) -> None:
+    await client.js.publish(client.subjects.review_submitted(reviewer), data)
+
+
+async def eventually(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def mesh(make_settings):
+    """An in-process coordinator (required: security and compliance; short deadline) and a client."""
+    settings = make_settings(deadline_seconds=3, max_deliver=2)
+    await provision_mesh(settings, names=["coordinator"])
+    async with build_coordinator(settings).running(), await MeshClient.connect(settings) as client:
+        yield settings, client
+
+
+async def test_a_review_on_another_reviewers_subject_never_counts_and_is_dead_lettered(mesh):
+    """`reviewer=security` published on compliance's subject, or on an unrelated subject under
+    `reviews.>`, is refused before it touches a round: dead-lettered with the reason, and the
+    release — carrying a key — is blocked by security's fallback, not approved."""
+    settings, client = mesh
+    p = proposal("rel-forged-subject", diff=KEY_LINE)
+    await client.propose(p)
+    await send(client, review_of(p, "compliance", "approve"))
+    await send(client, review_of(p, "security", "approve"), subject=client.subjects.review_submitted("compliance"))
+    await send(client, review_of(p, "security", "approve", event_id="other"), subject=f"{settings.namespace}.reviews.x.y")
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert outcome.missing == ["security"] and outcome.fallbacks_applied == {"security": "block"}
+    letters = await eventually(lambda: _letters(client, settings, 2))
+    assert len(letters) == 2
+    assert all("publishes only on" in letter.record.error for letter in letters)
+
+
+async def _letters(client, settings, n):
+    letters = await list_dead_letters(client.js, settings, service="coordinator")
+    return letters if len(letters) >= n else None
+
+
+async def test_a_forged_early_review_is_not_counted_when_the_round_opens(mesh):
+    """An approval 'from security' published before its proposal, about the right content but
+    answering no proposal of it (the forger cannot know the proposal's event id), is kept
+    until the round opens, then rejected with the reason; the key-carrying release is blocked."""
+    settings, client = mesh
+    p = proposal("rel-early-forged", diff=KEY_LINE)
+    await send(client, review_of(p, "security", "approve", causation_id="guessed"))
+    await asyncio.sleep(0.3)  # handled before the proposal arrives
+    await client.propose(p)
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert "security" in outcome.missing
+
+
+async def test_a_real_early_review_counts_when_its_proposal_opens_the_round(mesh):
+    """A review that overtook its proposal (the reviewer was faster than the coordinator)
+    answers the proposal's event id: it is kept, and counted when the round opens."""
+    settings, client = mesh
+    p = proposal("rel-early-real")
+    await send(client, review_of(p, "security", "approve"))
+    await send(client, review_of(p, "compliance", "approve"))
+    await asyncio.sleep(0.3)
+    await client.propose(p)
+    outcome = await client.wait_for_outcome(p, timeout=5)  # decided at once, before the deadline
+    assert outcome is not None and outcome.outcome == Outcome.APPROVED
+    assert sorted(r.reviewer for r in outcome.reviews) == ["compliance", "security"]
+
+
+async def test_a_forged_approval_that_beats_the_real_reject_does_not_win(mesh):
+    """Two fitting reviews 'from security' while the round is open: the stricter stands, so a
+    forged approval cannot shadow the real reject (first one no longer wins)."""
+    settings, client = mesh
+    p = proposal("rel-two-security", diff=KEY_LINE)
+    await client.propose(p)
+    store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
+    assert await eventually(lambda: store.get(p.release_id, p.content_digest))
+    await send(client, review_of(p, "security", "approve", event_id="forged"))
+    await send(client, review_of(p, "security", "reject", event_id="real"))
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+
+
+async def test_reviews_from_unknown_reviewers_cannot_stuff_a_round(mesh):
+    """Hundreds of maximal reviews from reviewers nobody expects, before and after the round
+    opens: the round stays a few kilobytes, the real reviews still count, the deadline still
+    fires, and the outcome is the one the real reviews deserve."""
+    settings, client = mesh
+    p = proposal("rel-stuffed", diff=KEY_LINE)
+    finding = {"rule": "X001", "severity": "low", "message": "x" * 1000, "file": "f" * 400}
+    # As raw JSON, the way an attacker sends them: 500 findings, ~700 KB a review.
+    stuffing = [raw_review(p, f"intruder-{i}", "approve", findings=[finding] * 500) for i in range(40)]
+    await asyncio.gather(*(send_raw(client, name, data) for name, data in stuffing[:20]))
+    await client.propose(p)
+    await asyncio.gather(*(send_raw(client, name, data) for name, data in stuffing[20:]))
+    await send_raw(client, *raw_review(p, "security", "reject", findings=[finding] * 500))
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    security = next(r for r in outcome.reviews if r.reviewer == "security")
+    assert len(security.findings) == MAX_FINDINGS and security.findings_omitted == 500 - MAX_FINDINGS
+    kv = await client.js.key_value(settings.subjects.rounds_bucket)
+    stored = (await kv.get(round_key(p.release_id, p.content_digest))).value
+    assert len(stored) < 100_000, f"the round grew to {len(stored)} bytes"
+    assert len(json.loads(stored)["rejected"]) <= 20
+
+
+async def test_changed_content_under_the_same_release_id_is_a_new_revision(mesh):
+    """The same release id re-proposed with different, risky content gets its own round and
+    outcome (it is not answered by the clean revision's approval), and each outcome names its
+    digest; the same content again is the same revision (one outcome)."""
+    settings, client = mesh
+    clean, risky = proposal("rel-revised"), proposal("rel-revised", diff=KEY_LINE)
+    assert clean.content_digest != risky.content_digest
+    await client.propose(clean)
+    await send(client, review_of(clean, "security", "approve"))
+    await send(client, review_of(clean, "compliance", "approve"))
+    first = await client.wait_for_outcome(clean, timeout=10)
+    assert first is not None and first.outcome == Outcome.APPROVED and first.content_digest == clean.content_digest
+
+    await client.propose(risky)  # within the dedupe window: still published, a new revision
+    assert await client.outcome_of(risky) is None
+    await send(client, review_of(risky, "security", "reject"))
+    await send(client, review_of(risky, "compliance", "approve"))
+    second = await client.wait_for_outcome(risky, timeout=10)
+    assert second is not None and second.outcome == Outcome.BLOCKED and second.content_digest == risky.content_digest
+
+    again = proposal("rel-revised")  # the clean content once more, a new event id
+    await client.propose(again)
+    assert (await client.wait_for_outcome(again, timeout=5)).outcome == Outcome.APPROVED
+    await asyncio.sleep(0.5)
+    info = await client.js.stream_info(settings.subjects.outcomes_stream)
+    assert info.state.messages == 2
+
+
+async def test_a_review_of_another_revision_never_counts(mesh):
+    """A reviewer's approval of the clean revision, re-sent with the risky revision's digest
+    but the clean proposal's event id, is rejected: it answers no proposal of that round."""
+    settings, client = mesh
+    clean, risky = proposal("rel-crossed"), proposal("rel-crossed", diff=KEY_LINE)
+    await client.propose(clean)
+    await client.propose(risky)
+    store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
+    assert await eventually(lambda: store.get(risky.release_id, risky.content_digest))
+    crossed = review_of(risky, "security", "approve", causation_id=clean.event_id)
+    await send(client, crossed)
+    await send(client, review_of(risky, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(risky, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert outcome.missing == ["security"]
