@@ -8,11 +8,17 @@ A replay re-publishes the original payload and headers to the original subject u
 message id, `replay:<dead-letter seq>`, so replaying the same record twice within the stream's
 duplicate window stores it once; the message says where it came from (`Mesh-Replay-Of`,
 `Mesh-Original-Msg-Id`), and if it dies again its new record carries those headers too.
+
+A record whose payload was too large to wrap points at the whole payload in the dead-letter
+payloads object store (`payload_object`); replay fetches it from there and checks its SHA-256.
+A record that kept only the start of its payload (the object store could not take it) cannot
+be replayed; the original may still be in its source stream at `stream_seq`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +26,7 @@ from datetime import datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectDeletedError, ObjectNotFoundError
 
 from bus.errors import MeshError
 from bus.settings import MeshSettings
@@ -117,21 +123,79 @@ async def replay(js: JetStreamContext, settings: MeshSettings, seq: int) -> tupl
             f"dead letter {seq} has no original message (it had left its stream when the record was "
             "written); nothing to replay"
         )
-    ack = await js.publish(record.subject, record.original_payload(), headers=replay_headers(stored, settings))
+    data = await original_payload(js, settings, stored)
+    ack = await js.publish(record.subject, data, headers=replay_headers(stored, settings))
     return stored, ack
+
+
+async def original_payload(js: JetStreamContext, settings: MeshSettings, stored: StoredDeadLetter) -> bytes:
+    """Record `stored`'s original payload: from the record, or whole from the object store."""
+    record = stored.record
+    if not record.payload_truncated:
+        return record.original_payload()
+    bucket = settings.subjects.dead_letter_payloads_bucket
+    if record.payload_object is None:
+        raise NothingToReplay(
+            f"dead letter {stored.seq} kept only the first {len(record.kept_payload())} of its {record.payload_size} "
+            f"payload bytes; the original may still be in stream {record.stream} at sequence {record.stream_seq}"
+        )
+    try:
+        data = (await (await js.object_store(bucket)).get(record.payload_object)).data or b""
+    except (BucketNotFoundError, ObjectNotFoundError, ObjectDeletedError, NotFoundError):
+        raise NothingToReplay(
+            f"dead letter {stored.seq}'s payload is no longer in object store {bucket} "
+            f"(object {record.payload_object!r}); nothing to replay"
+        ) from None
+    if record.payload_sha256 and hashlib.sha256(data).hexdigest() != record.payload_sha256:
+        raise NothingToReplay(
+            f"dead letter {stored.seq}'s stored payload does not match its SHA-256 {record.payload_sha256}; "
+            "not replayed"
+        )
+    return data
+
+
+def payload_note(stored: StoredDeadLetter, settings: MeshSettings) -> str:
+    """What the record holds of its payload, in a sentence for `mesh dlq show`."""
+    record = stored.record
+    if not record.payload_truncated:
+        return "complete: the record holds the whole original payload"
+    kept = f"the record holds the first {len(record.kept_payload())} of {record.payload_size} bytes"
+    if record.payload_object:
+        bucket = settings.subjects.dead_letter_payloads_bucket
+        return (f"stored in object store: {kept}; the whole payload is object {record.payload_object!r} "
+                f"in bucket {bucket}, and `mesh dlq replay {stored.seq}` sends it")  # fmt: skip
+    return f"truncated: {kept}; the rest was not kept, so it cannot be replayed from here"
 
 
 async def purge(js: JetStreamContext, settings: MeshSettings, *, service: str | None = None, seq: int | None = None) -> int:
     """Delete one record (`seq`), one service's records, or all of them; returns how many went."""
     s = settings.subjects
     if seq is not None:
-        await get_dead_letter(js, settings, seq)  # a clear error when it is not there
+        stored = await get_dead_letter(js, settings, seq)  # a clear error when it is not there
         await js.delete_msg(s.dead_letter_stream, seq)
+        await _delete_payloads(js, settings, [stored])
         return 1
+    offloaded = [d for d in await list_dead_letters(js, settings, service=service) if d.record.payload_object]
     before = (await js.stream_info(s.dead_letter_stream)).state.messages
     await js.purge_stream(s.dead_letter_stream, subject=s.dead_letter(service) if service else None)
     after = (await js.stream_info(s.dead_letter_stream)).state.messages
+    await _delete_payloads(js, settings, offloaded)
     return before - after
+
+
+async def _delete_payloads(js: JetStreamContext, settings: MeshSettings, gone: list[StoredDeadLetter]) -> None:
+    names = {d.record.payload_object for d in gone if d.record.payload_object}
+    if not names:
+        return
+    try:
+        store = await js.object_store(settings.subjects.dead_letter_payloads_bucket)
+    except BucketNotFoundError:
+        return  # deleted with everything in it
+    for name in names:
+        try:
+            await store.delete(name)
+        except (ObjectNotFoundError, ObjectDeletedError, NotFoundError):
+            pass  # expired with the bucket's TTL, or deleted already
 
 
 def _stored(seq: int, stored_at: datetime | None, data: bytes) -> StoredDeadLetter:

@@ -1,7 +1,8 @@
 """The HTTP side every service has: tiny ASGI endpoints served next to the consumers.
 
 Exact paths only (AsgiFastStream routes by exact match). No endpoint here can publish to the
-broker: FastStream's AsyncAPI "try it out" route is never mounted.
+broker: FastStream's AsyncAPI "try it out" route is never mounted. Request headers are read as
+latin-1 (what HTTP header bytes are), so a byte that is not UTF-8 is a value, never a 500.
 """
 
 from __future__ import annotations
@@ -49,11 +50,19 @@ def cached_document_endpoint(document: Callable[[], dict], *, cache_control: str
             await _send(send, 405, json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
                         {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})  # fmt: skip
             return
-        request_headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        status, payload, headers = conditional_json(document(), request_headers.get("if-none-match"), cache_control)
+        status, payload, headers = conditional_json(document(), header(scope, b"if-none-match"), cache_control)
         await _send(send, status, b"" if scope.get("method") == "HEAD" else payload, headers)
 
     return app
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value, decoded as HTTP header bytes are (latin-1), so no byte is an error.
+
+    Several fields of the same name are joined with ", " (RFC 9110 §5.3).
+    """
+    values = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
+    return ", ".join(values) if values else None
 
 
 def conditional_json(

@@ -13,6 +13,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from bus.cluster import EmbeddedCluster
 from bus.connect import connect
@@ -58,14 +59,21 @@ class RunningMesh:
         if self.cluster:
             self.cluster.stop()
 
+    @property
+    def shown_nats_url(self) -> str:
+        """The NATS URL without its credentials: what may be printed or written down."""
+        return redact_nats_url(self.nats_url)
+
     def write_run_file(self) -> Path:
+        """Write `run.json`: NATS URL (credentials masked), namespace, each process's pid and URL."""
         path = self.home / "run.json"
         path.write_text(json.dumps(self.describe(), indent=2))
         return path
 
     def describe(self) -> dict:
+        # Never the password: tools that connect take the URL (with it) from MESH_NATS_URL.
         return {
-            "nats_url": self.nats_url,
+            "nats_url": self.shown_nats_url,
             "namespace": self.settings.namespace,
             "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
             "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
@@ -74,6 +82,24 @@ class RunningMesh:
                 for label, s in zip(replica_labels([s.name for s in self.services]), self.services, strict=True)
             },
         }
+
+
+def redact_nats_url(url: str) -> str:
+    """`nats://user:***@host:4222`: each URL of a comma-separated list with its password (or, for
+    `nats://token@host`, its token) masked; URLs without credentials are returned as they are."""
+    return ",".join(_redact_one_url(part) for part in url.split(","))
+
+
+def _redact_one_url(url: str) -> str:
+    bare = "://" not in url  # nats-py also takes `user:pass@host:4222`
+    parts = urlsplit(("nats://" if bare else "") + url.strip())
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, has_password, _ = userinfo.partition(":")
+    masked = f"{user}:***" if has_password else "***"  # a lone user part is a token in NATS
+    shown = urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
+    return shown.removeprefix("nats://") if bare else shown
 
 
 def replica_labels(names: list[str]) -> list[str]:

@@ -1,28 +1,39 @@
 """Structured logs: one line per message event, with the correlation id bound.
 
+Every line is redacted on its way out (`redact_event`, `contracts.redaction`): a password,
+token or key that reaches a log call — in the message, a field or a traceback — is printed
+as `[REDACTED]`.
+
 Arrows make a stream of lines scannable (after arq): `→` received, `✓` acked,
 `↻` will be redelivered, `✗` dead-lettered.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
+from typing import TextIO
 
 import structlog
+from structlog.typing import ExcInfo
+
+from contracts.redaction import redact, redact_value
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=_redacted_traceback)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
@@ -30,7 +41,33 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         cache_logger_on_first_use=True,
     )
     # FastStream's own logger: warnings and errors only, so our lines stay the readable ones
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+def redact_event(logger: object, method: str, event: dict) -> dict:
+    """A structlog processor: every string in the event is redacted, so no log line carries a secret.
+
+    Values under secret-looking keys (`password=`, `authorization=`) go whole; any other string
+    keeps its words and loses what `contracts.redaction.redact` recognises.
+    """
+    return redact_value(event)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A stdlib formatter whose lines (message and traceback) are redacted, for libraries' own logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _redacted_traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    # A plain traceback, redacted: exception messages quote URLs and config, and rich's
+    # tracebacks would print local variables too.
+    text = io.StringIO()
+    structlog.dev.plain_traceback(text, exc_info)
+    sio.write(redact(text.getvalue()))
 
 
 def get_logger(service: str) -> structlog.stdlib.BoundLogger:

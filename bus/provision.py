@@ -16,6 +16,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -106,6 +107,18 @@ def desired_buckets(settings: MeshSettings) -> list[KeyValueConfig]:
     ]
 
 
+def desired_object_stores(settings: MeshSettings) -> list[ObjectStoreConfig]:
+    return [
+        ObjectStoreConfig(
+            bucket=settings.subjects.dead_letter_payloads_bucket,
+            description="Payloads too large to travel inside their dead-letter record, by record id.",
+            ttl=30 * DAY,  # as long as the dead-letter stream keeps the records that point here
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+        ),
+    ]
+
+
 def consumer_config(settings: MeshSettings, spec: ConsumerSpec) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=spec.durable,
@@ -169,6 +182,15 @@ async def provision(
             report.unchanged.append(what)
         except BucketNotFoundError:
             await js.create_key_value(bucket)
+            report.created.append(what)
+
+    for store in desired_object_stores(settings):
+        what = f"object store {store.bucket}"
+        try:
+            await js.object_store(store.bucket)
+            report.unchanged.append(what)
+        except BucketNotFoundError:
+            await js.create_object_store(store.bucket, config=store)
             report.created.append(what)
 
     for spec in consumers:

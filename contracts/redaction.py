@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -40,20 +41,26 @@ _ASSIGNMENT = re.compile(
     )
     (?P<value>
         "[^"\n]{{1,256}}" | '[^'\n]{{1,256}}' | `[^`\n]{{1,256}}`   # quoted: keep the quotes
-      | [^\s"'`,;&]+                                             # bare: up to a space or delimiter
+      | ["'`]?[^\s"'`,;&]+        # bare, or a quoted one too long for the above: up to a space
     )
     """
 )
 # `--password hunter2`: a command-line flag whose value follows a space.
-_FLAG = re.compile(rf"(?i)(?P<key>(?<![\w-])--?(?:[a-z0-9]+[-_]){{0,3}}(?:{_SECRET_WORD}|{_TOKEN_WORD})[ \t]+)(?P<value>[^\s\-\"'][^\s\"']*)")
+_FLAG = re.compile(
+    rf"(?i)(?P<key>(?<![\w-])--?(?:[a-z0-9]+[-_]){{0,3}}(?:{_SECRET_WORD}|{_TOKEN_WORD})[ \t]+)"
+    r"(?P<value>[^\s\-\"'][^\s\"']*)"
+)
 # `Authorization: Bearer abc`, keeping the scheme; and a bare `Bearer <token>`.
 _AUTHORIZATION = re.compile(
-    r"""(?i)(?P<key>(?:proxy-)?authori[sz]ation["']?[ \t]{0,16}[:=][ \t]{0,16}["']?(?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?)(?P<value>[^\s"',;]+)"""
+    r"""(?i)(?P<key>(?:proxy-)?authori[sz]ation["']?[ \t]{0,16}[:=][ \t]{0,16}["']?"""
+    r"""(?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?)(?P<value>[^\s"',;]+)"""
 )
 _BEARER = re.compile(r"(?i)(?P<key>(?<![\w-])bearer[ \t]+)(?P<value>[A-Za-z0-9._~+/=-]{16,})")
 # `scheme://user:password@host`: the password goes, the user stays. Percent-encoding keeps `/`
 # out of a valid password, so the scan stops at the first `/` or space.
-_URL_USERINFO = re.compile(r"(?i)(?P<key>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{1,20}://[^\s:/@\"'<>]{0,256}:)(?P<value>[^\s/\"'<>]*)(?=@)")
+_URL_USERINFO = re.compile(
+    r"(?i)(?P<key>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{1,20}://[^\s:/@\"'<>]{0,256}:)(?P<value>[^\s/\"'<>]*)(?=@)"
+)
 
 # Known credential formats, matched anywhere; each starts where its run of characters starts.
 # With each, the lower-cased literals one of which a text must hold for it to be worth running.
@@ -74,15 +81,18 @@ _FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
      r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?", ("-----begin",)),
 )  # fmt: skip
 # A dict key (a log field, a header name, a JSON member) whose value is a secret whole.
-_SECRET_KEY = re.compile(rf"(?i){_SECRET_WORD}|authori[sz]ation|cookie|^(?:x-)?api-?key$|(?<![a-z])token(?!s)(?!_?(?:count|type|usage|limit))")
+_SECRET_KEY = re.compile(
+    rf"(?i){_SECRET_WORD}|authori[sz]ation|cookie|^(?:x-)?api-?key$|(?<![a-z])token(?!s)(?!_?(?:count|type|usage|limit))"
+)
 
 
 def _keep_key(match: re.Match[str]) -> str:
     value = match.group("value")
     if value.startswith(REDACTED) or _is_harmless(match, value):
         return match.group(0)
-    quote = value[0] if value[0] in "\"'`" and len(value) > 1 and value[-1] == value[0] else ""
-    return f"{match.group('key')}{quote}{REDACTED}{quote}"
+    quote = value[0] if value[0] in "\"'`" else ""
+    closing = quote if quote and len(value) > 1 and value[-1] == quote else ""
+    return f"{match.group('key')}{quote}{REDACTED}{closing}"
 
 
 def _is_harmless(match: re.Match[str], value: str) -> bool:
@@ -104,17 +114,24 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str] | st
 )
 
 
+_ALL_LITERALS = tuple(sorted({literal for _, _, literals in _SUBSTITUTIONS for literal in literals}))
+_SHORTEST = 7  # `token:x`; anything shorter holds no secret any pattern here finds
+
+
 def redact(text: str) -> str:
     """`text` with secret values and known credential formats replaced by `[REDACTED]`."""
-    if not text:
+    if len(text) < _SHORTEST:
         return text
     lower = text.lower()  # redacting only removes text, so what it lacks now it lacks later
+    if not any(literal in lower for literal in _ALL_LITERALS):
+        return text  # the common case (log fields, prose): one pass of substring checks
     for pattern, replacement, literals in _SUBSTITUTIONS:
         if any(literal in lower for literal in literals):
             text = pattern.sub(replacement, text)
     return text
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """Whether a field, header or member named `key` holds a secret as its whole value."""
     return bool(_SECRET_KEY.search(key[:100]))

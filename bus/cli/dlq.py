@@ -36,12 +36,13 @@ async def _with_js(settings: MeshSettings, work):
         await nc.drain()
 
 
-def _row(stored: dlq.StoredDeadLetter) -> dict:
+def _row(stored: dlq.StoredDeadLetter, settings: MeshSettings) -> dict:
     record = stored.record
     return {
         "seq": stored.seq,
         "stored_at": stored.stored_at.isoformat() if stored.stored_at else None,
         **record.model_dump(mode="json"),
+        "payload_kept": dlq.payload_note(stored, settings),
     }
 
 
@@ -60,7 +61,7 @@ def list_(
     found = asyncio.run(_with_js(settings, lambda js: dlq.list_dead_letters(js, settings, service=service, limit=limit or None)))
     if as_json:
         for stored in found:
-            typer.echo(json.dumps(_row(stored)))
+            typer.echo(json.dumps(_row(stored, settings)))
         return
     if not found:
         console.print("no dead letters" + (f" for {service}" if service else ""))
@@ -72,6 +73,8 @@ def list_(
     for stored in found:
         r = stored.record
         replayed = f" (replay of {r.headers[dlq.REPLAY_OF]})" if dlq.REPLAY_OF in r.headers else ""
+        if r.payload_truncated:
+            replayed += " (payload in object store)" if r.payload_object else " (payload truncated)"
         table.add_row(
             str(stored.seq), r.dead_at.strftime("%Y-%m-%d %H:%M:%S"), r.service, r.error_type, str(r.deliveries),
             r.subject, (r.error[:70] + ("…" if len(r.error) > 70 else "")) + replayed,
@@ -86,11 +89,14 @@ def show(
 ) -> None:
     """Print one dead letter in full, as JSON: the original payload, headers, subject, error.
 
+    `payload_kept` says whether the record holds the whole payload, only its start with the whole
+    of it in the dead-letter payloads object store (replay fetches it), or only its start.
+
     Example: `mesh dlq show 3`
     """
     settings: MeshSettings = ctx.obj
     stored = asyncio.run(_with_js(settings, lambda js: dlq.get_dead_letter(js, settings, seq)))
-    typer.echo(json.dumps(_row(stored), indent=2))
+    typer.echo(json.dumps(_row(stored, settings), indent=2))
 
 
 @dlq_app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from contracts.outcomes import Outcome, RoundDecided
 
@@ -13,7 +14,7 @@ _VERDICT_STYLE = {"approve": "green", "reject": "red", "needs_human": "yellow"}
 def print_outcome(console: Console, outcome: RoundDecided) -> None:
     console.print(
         f"[{_STYLE[outcome.outcome]}]{outcome.outcome.value.upper()}[/] {outcome.release_id}  "
-        f"[dim](policy {outcome.policy})[/]"
+        f"[dim](policy {outcome.policy}; content {outcome.content_digest[:12] or '?'})[/]"
     )
     console.print(f"  {outcome.reason}", highlight=False)
     for review in outcome.reviews:
@@ -30,12 +31,18 @@ def print_outcome(console: Console, outcome: RoundDecided) -> None:
                 highlight=False,
                 markup=False,
             )
+        if review.findings_omitted:
+            console.print(f"      [dim]… and {review.findings_omitted} less severe finding(s) not listed[/]")
     for name in outcome.missing:
         fallback = outcome.fallbacks_applied.get(name)
         if fallback:
             console.print(f"  • {name}: [dim]no review by the deadline[/] → fallback {fallback}")
         else:
             console.print(f"  • {name}: [dim]not needed: decided before it answered[/]")
+    for rejected in outcome.rejected:
+        # Names and reasons may come from whoever published the review: never read them as markup.
+        console.print(f"  • {escape(rejected.reviewer)}: [dim]review not counted — {escape(rejected.reason)}[/]",
+                      highlight=False)  # fmt: skip
 
 
 EXIT_CODES = {Outcome.APPROVED: 0, Outcome.BLOCKED: 1, Outcome.ESCALATED: 3}
