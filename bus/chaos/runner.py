@@ -1,33 +1,37 @@
 """One chaos run: start a mesh, propose N releases while killing things, count the outcomes.
 
 The mesh is the real one (`start_mesh`: an embedded nats-server, or a 3-node cluster for
-`--kill node`; the security, compliance and coordinator services as processes). Kills are
-SIGKILLs at seeded random moments while proposals go out, each followed by a restart. The
-publisher retries each proposal (same `Nats-Msg-Id`) until NATS acknowledges it, the way a
-well-behaved producer would. At the end, every outcome in the outcomes stream is counted.
+`--kill node`; the security, compliance and coordinator services as processes), configured as
+`mesh up` would be, except that the reviewers' model chain is pinned to `offline`. Kills are
+SIGKILLs (or, for `--kill freeze`, SIGSTOPs) at seeded random moments while proposals go out,
+each followed by a restart (a SIGCONT). The publisher retries each proposal (same
+`Nats-Msg-Id`) until NATS acknowledges it, the way a well-behaved producer would. At the end,
+every outcome in the outcomes stream is counted, and judged against what its release's content
+deserves (`bus.chaos.proposals`, `bus.chaos.tally.judge`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import nats.errors
 
-from bus.chaos.faults import REVIEWERS, fault_for
-from bus.chaos.tally import Tally
+from bus.chaos.faults import fault_for
+from bus.chaos.proposals import REVIEWERS, deserved, proposals
+from bus.chaos.tally import Tally, judge
 from bus.client import MeshClient
 from bus.dlq import read_stream
 from bus.launcher import RunningMesh, start_mesh
 from bus.settings import MeshSettings
-from contracts.outcomes import RoundDecided
+from contracts.outcomes import Outcome, RoundDecided
 from contracts.releases import ReleaseProposed
+from coordinator.policy import Policy
 
 SERVICES = [*REVIEWERS, "coordinator"]
 
@@ -40,6 +44,8 @@ class ChaosPlan:
     kills: int = 3
     rate: float = 50.0  # proposals per second; 0: all at once (a burst)
     downtime: tuple[float, float] = (0.5, 2.0)  # seconds a killed thing stays down
+    freeze: str = "any"  # --kill freeze: reviewer | coordinator | any
+    freeze_for: float | None = None  # seconds frozen; default: past the heartbeat TTL and the deadline
     replicas: int = 1  # processes per service
     ack_wait: float = 5.0  # short, so what a killed process held comes back quickly
     deadline: float = 60.0
@@ -49,7 +55,15 @@ class ChaosPlan:
 
     @property
     def wait_for(self) -> float:
-        return self.timeout or self.deadline + 60 + self.proposals / 20
+        """Seconds from the first proposal to wait for the last outcome."""
+        return self.timeout or self.deadline + 60 + self.proposals / 20 + self.kills * self.downtime[1]
+
+    def resolved(self, settings: MeshSettings) -> ChaosPlan:
+        """This plan with a freeze's length filled in (and used as its downtime)."""
+        if self.kill != "freeze":
+            return self
+        hold = self.freeze_for or max(settings.heartbeat_ttl_seconds, self.deadline) + 10
+        return dataclasses.replace(self, freeze_for=hold, downtime=(hold, hold))
 
 
 @dataclass
@@ -63,6 +77,8 @@ class Memory:
 class ChaosReport:
     tally: Tally
     kills: list[str] = field(default_factory=list)
+    outcomes: list[RoundDecided] = field(default_factory=list)  # of our proposals, as stored
+    wrong: list[str] = field(default_factory=list)  # `release_id: why`, one per wrong outcome
     memory: dict[str, Memory] = field(default_factory=dict)
     backlog_max: int = 0  # most proposals waiting in the stream for a reviewer
     ack_pending_max: int = 0  # most proposals a reviewer's consumer held unacked
@@ -70,32 +86,24 @@ class ChaosReport:
     elapsed: float = 0.0
 
 
-def proposals(plan: ChaosPlan) -> list[ReleaseProposed]:
-    samples = files("contracts") / "samples"
-    clean = json.loads((samples / "release_clean.json").read_text())
-    secret = json.loads((samples / "release_secret.json").read_text())
-    made = []
-    for i in range(plan.proposals):
-        data = dict(secret if i % 4 == 3 else clean)  # one in four carries a planted secret
-        data.pop("event_id", None)
-        data["release_id"] = f"chaos-{plan.seed}-{i:05d}"
-        made.append(ReleaseProposed.model_validate(data))
-    return made
-
-
 def chaos_settings(settings: MeshSettings, plan: ChaosPlan) -> MeshSettings:
+    """Your settings, in a namespace of its own; reviewers (who is expected, fallbacks) stay
+    as configured, since that is what is under test. The brains are the offline rules: the
+    same content, the same verdict, so each outcome can be judged (and no model is paid)."""
     return settings.model_copy(
         update={
             "namespace": "chaos",
-            "reviewers": list(REVIEWERS),  # pinned: a dead reviewer is still waited for
             "ack_wait_seconds": plan.ack_wait,
             "deadline_seconds": plan.deadline,
+            "llm_chain": "offline",
+            "llm_chains": "",
         }
     )
 
 
 async def run_chaos(settings: MeshSettings, plan: ChaosPlan, *, home: Path, say: Callable[[str], None] = print) -> ChaosReport:
     settings = chaos_settings(settings, plan)
+    plan = plan.resolved(settings)
     started = time.monotonic()
     mesh: RunningMesh = await asyncio.to_thread(
         start_mesh,
@@ -109,7 +117,7 @@ async def run_chaos(settings: MeshSettings, plan: ChaosPlan, *, home: Path, say:
         env={"MESH_LOG_LEVEL": plan.log_level},
     )
     try:
-        say(f"mesh up in {time.monotonic() - started:.1f} s: NATS {mesh.nats_url}; logs in {home / 'logs'}")
+        say(f"mesh up in {time.monotonic() - started:.1f} s: NATS {mesh.shown_nats_url}; logs in {home / 'logs'}")
         return await _run(mesh, plan, say)
     finally:
         await asyncio.to_thread(mesh.stop)
@@ -120,13 +128,16 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
     rng = random.Random(plan.seed)
     report = ChaosReport(Tally(0, 0, 0, 0, 0), max_ack_pending=settings.max_ack_pending)
     report.memory = {_label(s, mesh): Memory(before=rss(s.pid)) for s in mesh.services}
-    fault = fault_for(plan.kill, mesh)
+    fault = fault_for(plan.kill, mesh, freeze=plan.freeze, hold=plan.freeze_for or 0.0)
+    made = proposals(plan.proposals, seed=plan.seed)
+    truth = deserved(made, policy=Policy.parse(settings.policy))
     client = await MeshClient.connect(settings, name="mesh-chaos")
     t0 = time.monotonic()
+    chaos: asyncio.Task | None = None
     try:
         window = max(plan.proposals / plan.rate if plan.rate else 10.0, plan.kills * 2.5)
         chaos = asyncio.create_task(_kill_repeatedly(fault, plan, rng, window, t0, report, say)) if fault else None
-        proposed = await _propose_all(client, plan)
+        proposed = await _propose_all(client, plan, made)
         say(f"proposed {len(proposed)} releases in {time.monotonic() - t0:.1f} s")
         await _wait_for_outcomes(client, plan, len(proposed), report, t0)
         if chaos:
@@ -135,14 +146,17 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
         for service in mesh.services:
             memory = report.memory.setdefault(_label(service, mesh), Memory())
             memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
-        report.tally = await _count_through_elections(client, proposed)
+        await _count_through_elections(client, proposed, truth, report)
         report.elapsed = time.monotonic() - t0
         return report
     finally:
+        if chaos and not chaos.done():  # its `finally` restarts (or thaws) what it took down
+            chaos.cancel()
+            await asyncio.gather(chaos, return_exceptions=True)
         await client.close()
 
 
-async def _propose_all(client: MeshClient, plan: ChaosPlan) -> dict[str, float]:
+async def _propose_all(client: MeshClient, plan: ChaosPlan, made: list[ReleaseProposed]) -> dict[str, float]:
     """Send every proposal (retrying through outages); release id → wall time it was first sent."""
     proposed: dict[str, float] = {}
     in_flight = asyncio.Semaphore(64)
@@ -159,7 +173,7 @@ async def _propose_all(client: MeshClient, plan: ChaosPlan) -> dict[str, float]:
                     await asyncio.sleep(0.25)
 
     tasks = []
-    for i, proposal in enumerate(proposals(plan)):
+    for i, proposal in enumerate(made):
         if plan.rate:
             await asyncio.sleep(max(0.0, start + i / plan.rate - loop.time()))
         proposed[proposal.release_id] = time.time()
@@ -173,11 +187,13 @@ async def _kill_repeatedly(fault, plan: ChaosPlan, rng: random.Random, window: f
     for moment in moments:
         await asyncio.sleep(max(0.0, t0 + moment - time.monotonic()))
         what = await asyncio.to_thread(fault.kill, rng)
-        down = rng.uniform(*plan.downtime)
-        report.kills.append(f"t={time.monotonic() - t0:.1f}s killed {what}, down {down:.1f} s")
-        say(report.kills[-1])
-        await asyncio.sleep(down)
-        await asyncio.to_thread(fault.restart)
+        try:
+            down = rng.uniform(*plan.downtime)
+            report.kills.append(f"t={time.monotonic() - t0:.1f}s {what}, down {down:.1f} s")
+            say(report.kills[-1])
+            await asyncio.sleep(down)
+        finally:  # also when the run ends early: a SIGSTOP always gets its SIGCONT
+            await asyncio.to_thread(fault.restart)
 
 
 async def _wait_for_outcomes(client: MeshClient, plan: ChaosPlan, expected: int, report: ChaosReport, t0: float) -> None:
@@ -196,11 +212,13 @@ async def _wait_for_outcomes(client: MeshClient, plan: ChaosPlan, expected: int,
         await asyncio.sleep(0.5)
 
 
-async def _count_through_elections(client: MeshClient, proposed: dict[str, float], *, attempts: int = 30) -> Tally:
+async def _count_through_elections(
+    client: MeshClient, proposed: dict[str, float], truth: dict[str, Outcome], report: ChaosReport, *, attempts: int = 30
+) -> None:
     """Count, retrying while a restarted node's streams elect leaders (API calls time out then)."""
     for attempt in range(attempts):
         try:
-            return await _count(client, proposed)
+            return await _count(client, proposed, truth, report)
         except (nats.errors.Error, asyncio.TimeoutError):  # JetStream API errors derive from nats.errors.Error
             if attempt == attempts - 1:
                 raise
@@ -208,14 +226,21 @@ async def _count_through_elections(client: MeshClient, proposed: dict[str, float
     raise AssertionError("unreachable")
 
 
-async def _count(client: MeshClient, proposed: dict[str, float]) -> Tally:
+async def _count(client: MeshClient, proposed: dict[str, float], truth: dict[str, Outcome], report: ChaosReport) -> None:
     s = client.settings.subjects
-    outcomes = []
+    stored, outcomes, wrong = [], [], []
     async for msg in read_stream(client.js, s.outcomes_stream, s.outcomes):
         outcome = RoundDecided.model_validate_json(msg.data)
-        outcomes.append((outcome.release_id, msg.metadata.timestamp.timestamp()))
+        stored.append((outcome.release_id, msg.metadata.timestamp.timestamp()))
+        if outcome.release_id not in truth:
+            continue  # not ours
+        outcomes.append(outcome)
+        why = judge(outcome, truth[outcome.release_id])
+        if why:
+            wrong.append(f"{outcome.release_id}: {why}")
     dead = (await client.js.stream_info(s.dead_letter_stream)).state.messages
-    return Tally.count(proposed, outcomes, dead_lettered=dead)
+    report.tally = Tally.count(proposed, stored, dead_lettered=dead, wrong=len(wrong))
+    report.outcomes, report.wrong = outcomes, wrong
 
 
 def _label(service, mesh: RunningMesh) -> str:
