@@ -98,7 +98,8 @@ class Agent:
         self.log = get_logger(self.name)
         if self.broker is None:
             self.broker = NatsBroker(**broker_options(self.settings, name=self.name), logger=None)
-        self.dead_letters = DeadLetterWriter(self.settings, service=self.name, publish=self._publish_raw)
+        self.dead_letters = DeadLetterWriter(self.settings, service=self.name, publish=self._publish_raw,
+                                             connection=lambda: self.broker.connection)  # fmt: skip
 
     # --- declaring ----------------------------------------------------------------------
 
@@ -247,17 +248,25 @@ class Agent:
         log = log.bind(correlation_id=getattr(event, "correlation_id", None))
         log.debug("→ received", type=sub.model.__name__)  # info would double the log volume
         self.in_flight += 1
+        # InFlight keeps the message alive while the handler runs, so a handler that never returns
+        # would hold it for ever: past its budget it is cancelled, and that is a failure like any.
+        budget = asyncio.timeout(self.settings.handler_timeout_seconds)
         try:
-            await sub.handler(event, Delivery(self, raw, log))  # kept alive by InFlight meanwhile
+            async with budget:
+                await sub.handler(event, Delivery(self, raw, log))
         except InvalidMessage as exc:
             await self._dead_letter(msg, log, error_type="invalid", error=str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            error = f"{type(exc).__name__}: {exc}"
+            if budget.expired():
+                error = (f"handler still running after {self.settings.handler_timeout_seconds:g} s "
+                         "(MESH_HANDLER_TIMEOUT_SECONDS); cancelled")  # fmt: skip
             if meta.num_delivered >= self.settings.max_deliver:
-                await self._dead_letter(msg, log, error_type="failed", error=f"{type(exc).__name__}: {exc}")
+                await self._dead_letter(msg, log, error_type="failed", error=error)
                 return
             delay = min(2.0 ** (meta.num_delivered - 1), 30.0)
-            log.warning("↻ will retry", error=f"{type(exc).__name__}: {exc}", delay=delay)
+            log.warning("↻ will retry", error=error, delay=delay)
             await msg.nack(delay=delay)
             return
         finally:

@@ -52,6 +52,14 @@ class MeshSettings(BaseSettings):
     # flight lets each round trip carry more (`mesh bench` at C=128: 4 -> 16 gave +28 % proposals/s
     # at R=1, +22 % at R=2).
     workers: int = Field(default=16, ge=1, description="Messages a service handles concurrently.")
+    # Longer than a reviewer's worst case: its rules budget plus a model chain cut off at the
+    # round's deadline (MESH_DEADLINE_SECONDS) plus publishing.
+    handler_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A handler still running after this long is cancelled and counts as failed "
+        "(retried, then dead-lettered on the last delivery), so no message is kept alive for ever.",
+    )
 
     # --- HTTP ---
     http_host: str = Field(default="127.0.0.1", description="Address services serve HTTP on.")
@@ -106,6 +114,12 @@ class MeshSettings(BaseSettings):
     model: str = Field(default="claude-sonnet-4-6", description="Model id reviewers ask first.")
     max_tokens: int = Field(default=2048, ge=256, description="Output token cap per model call.")
     llm_timeout_seconds: float = Field(default=20.0, gt=0, description="Timeout of one model call.")
+    review_budget_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Time the offline rules may take over one release (in a worker thread); past it the "
+        "review answers needs_human with finding REV001, never approve.",
+    )
 
     # --- LLM access (issue 5) ---
     # Chains, limits and prices are checked by services.llm at load time; errors name the variable.

@@ -17,7 +17,8 @@ from rich.table import Table
 from bus.cli.render import print_outcome
 from bus.client import MeshClient
 from bus.errors import MeshError
-from bus.launcher import RunningMesh, nats_url_was_given, start_mesh
+from bus.launcher import RunningMesh, nats_url_was_given, redact_nats_url, start_mesh
+from bus.processes import supervise
 from bus.settings import MeshSettings
 from contracts.outcomes import Outcome
 from contracts.releases import ReleaseProposed
@@ -58,7 +59,7 @@ def demo(
     mesh = start_mesh(settings, names=_service_names(), home=home, embedded=True, fresh=True)
     try:
         console.print(
-            f"NATS {mesh.nats_url}; "
+            f"NATS {mesh.shown_nats_url}; "
             + ", ".join(f"{s.name} (pid {s.pid})" for s in mesh.services)
             + f" ready in {time.perf_counter() - started:.1f} s\n"
         )
@@ -83,7 +84,7 @@ async def _propose_samples(mesh: RunningMesh, files: list[str], timeout: float):
             await client.propose(proposal)
             console.print(f"→ proposed {proposal.release_id}: {proposal.title}")
         console.print()
-        results = await asyncio.gather(*(client.wait_for_outcome(p.release_id, timeout=timeout) for p in proposals))
+        results = await asyncio.gather(*(client.wait_for_outcome(p, timeout=timeout) for p in proposals))
         for proposal, outcome in zip(proposals, results, strict=True):
             if outcome is None:
                 console.print(f"[red]NO OUTCOME[/] {proposal.release_id} within {timeout:.0f} s")
@@ -105,9 +106,11 @@ def up(
     """Run the whole mesh in the foreground until Ctrl-C or SIGTERM.
 
     Uses an embedded nats-server (data in `.mesh/nats`) unless MESH_NATS_URL is set. Shows one
-    live status line per service and restarts a service that dies. Writes `.mesh/run.json`
-    (NATS URL, each service's pid and HTTP URL) for `mesh status` and other tools. `--cluster 3`
-    runs three embedded nodes with routes instead (data in `.mesh/cluster`); any one may die.
+    live status line per service and restarts a service that dies, or that is alive but has not
+    answered its health probe for about ten seconds (a stuck event loop: it is killed first).
+    Writes `.mesh/run.json` (NATS URL with any password masked, each service's pid and HTTP
+    URL) for `mesh status` and other tools. `--cluster 3` runs three embedded nodes with routes
+    instead (data in `.mesh/cluster`); any one may die.
 
     Example: `mesh up` then, in another terminal, `curl localhost:8080/agents` and
     `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
@@ -129,15 +132,14 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     kind = f"embedded {cluster}-node cluster" if mesh.cluster else "embedded" if embedded else "external"
-    console.print(f"mesh up: NATS {mesh.nats_url} ({kind}); run file {run_file}")
+    console.print(f"mesh up: NATS {mesh.shown_nats_url} ({kind}); run file {run_file}")
     try:
         with Live(_status_table(mesh), console=console, refresh_per_second=2, transient=False) as live:
             while not stopping:
-                for service in mesh.services:
-                    if not service.alive() and not stopping:
-                        service.restarts += 1
-                        service.start()
-                        mesh.write_run_file()
+                if restarted := supervise(mesh.services):
+                    mesh.write_run_file()
+                for service in restarted:
+                    console.print(f"restarted {service.name} (now pid {service.pid}): {service.last_restart}")
                 live.update(_status_table(mesh))
                 time.sleep(0.5)
     finally:
@@ -150,8 +152,10 @@ def up(
 def _status_table(mesh: RunningMesh) -> Table:
     table = Table("service", "pid", "url", "health", "restarts", box=None)
     for service in mesh.services:
-        health = service.health(timeout=0.3)
-        style = {"ready": "green", "starting": "yellow", "down": "red"}[health]
+        health = service.state  # as `supervise` last saw it: one probe per round, not two
+        style = {"ready": "green", "no answer": "red", "down": "red"}.get(health, "yellow")
+        if service.last_restart:
+            health += f" (last restart: {service.last_restart})"
         table.add_row(service.name, str(service.pid), service.url, f"[{style}]{health}[/]", str(service.restarts))
     return table
 
@@ -171,6 +175,7 @@ def status(
     if not run_file.exists():
         raise MeshError(f"no running mesh found ({run_file} is missing); start one with `mesh up`")
     info = json.loads(run_file.read_text())
+    nats_url = redact_nats_url(info["nats_url"])  # run files written before credentials were masked
     rows = {}
     for name, service in info["services"].items():
         try:
@@ -180,9 +185,9 @@ def status(
             health = "down"
         rows[name] = {**service, "health": health}
     if as_json:
-        typer.echo(json.dumps({"nats_url": info["nats_url"], "services": rows}, indent=2))
+        typer.echo(json.dumps({"nats_url": nats_url, "services": rows}, indent=2))
     else:
-        console.print(f"NATS {info['nats_url']}")
+        console.print(f"NATS {nats_url}")
         table = Table("service", "pid", "url", "health", box=None)
         for name, row in rows.items():
             table.add_row(name, str(row["pid"]), row["url"], row["health"])

@@ -3,8 +3,9 @@
 `make_brain` returns the offline rules reviewer when no API key is set (or the chain is just
 `offline`), and a `ChainBrain` otherwise. For each release a ChainBrain:
 
-1. runs the offline rules first (pure and instant): they are the last step of every chain, the
-   guardrail on every model answer, and the risk signal for tiering;
+1. runs the offline rules first (off the event loop, within `MESH_REVIEW_BUDGET_SECONDS`): they
+   are the last step of every chain, the guardrail on every model answer, and the risk signal
+   for tiering; rules that ran out of time mean no model may approve (`hold_incomplete`);
 2. plans the steps: the agent's chain (`MESH_LLM_CHAINS` / `MESH_LLM_CHAIN`), or — for a small
    release in which the rules found nothing high or critical — the cheap tier model first,
    escalating to the chain when its confidence is below `MESH_LLM_TIER_MIN_CONFIDENCE`;
@@ -28,15 +29,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from contracts.redaction import redact
 from contracts.releases import ReleaseProposed
-from contracts.reviews import AttemptStatus, ModelAttempt, Severity
+from contracts.reviews import AttemptStatus, ModelAttempt, Severity, Verdict
 from services.llm.budget import RoundBudget
 from services.llm.chain import OFFLINE, ChainResult, Step, run_chain
 from services.llm.config import chain_for
 from services.review.assessment import Assessment, Brain
 from services.review.guard import uphold_critical
+from services.review.offline import INCOMPLETE, OfflineReviewer
 from services.review.offline import MODEL as OFFLINE_MODEL
-from services.review.offline import OfflineReviewer
 from services.review.rules import load_rules
 
 if TYPE_CHECKING:  # the SDK costs seconds to import: only a process with a key pays for it
@@ -105,7 +107,7 @@ class ChainBrain:
 
     async def assess(self, proposal: ReleaseProposed) -> Assessment:
         """The first accepted model answer (a critical rule finding always standing), else the rules'."""
-        rules = self.offline.review(proposal)
+        rules = await self.offline.assess(proposal)
         prompt = self.reviewer.render(proposal)
         steps = self.plan(prompt, rules)
         budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
@@ -126,8 +128,30 @@ class ChainBrain:
             answer = dataclasses.replace(rules, rationale=f"{why} {rules.rationale}".strip())
             attempts = [*result.attempts, ModelAttempt(model=OFFLINE_MODEL, status=AttemptStatus.ANSWERED)]
         else:
-            answer, attempts = uphold_critical(result.answer, rules), result.attempts
+            answer, attempts = hold_incomplete(uphold_critical(result.answer, rules), rules), result.attempts
         return dataclasses.replace(answer, tokens=budget.spent, cost_usd=round(budget.spent_usd, 8), attempts=attempts)
+
+
+def hold_incomplete(model: Assessment, rules: Assessment) -> Assessment:
+    """`model`'s assessment, but never an approval when the rules ran out of time reading the release.
+
+    A model reads a release the rules could not finish, and a planted instruction may fool it;
+    what the rules could not clear goes to a human, with the rules' `INCOMPLETE` finding.
+    """
+    incomplete = [f for f in rules.findings if f.rule == INCOMPLETE]
+    if not incomplete:
+        return model
+    findings = [*incomplete, *(f for f in model.findings if f.rule != INCOMPLETE)]
+    if model.verdict is not Verdict.APPROVE:
+        return dataclasses.replace(model, findings=findings)
+    return dataclasses.replace(
+        model,
+        verdict=Verdict.NEEDS_HUMAN,
+        confidence=rules.confidence,
+        findings=findings,
+        rationale=f"The offline rules ran out of time ({INCOMPLETE}), so the model's approve became needs_human. "
+        f"Model said: {model.rationale}",
+    )
 
 
 def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
@@ -137,7 +161,7 @@ def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
     process's one shared client — and falls back to the rules; without one it is the rules.
     """
     rules = load_rules(focus)
-    offline = OfflineReviewer(rules, name=focus)
+    offline = OfflineReviewer(rules, name=focus, budget_seconds=settings.review_budget_seconds)
     chain = chain_for(settings, focus)
     if not settings.anthropic_api_key or chain == [OFFLINE]:
         return offline
@@ -157,7 +181,7 @@ def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
         max_tokens=settings.max_tokens,
         prompt_caching=settings.llm_prompt_caching,
         # Scrub secrets from the model's words whatever its focus: compliance sees diffs too.
-        redact=load_rules("security").redact,
+        redact=lambda text, by_rules=load_rules("security").redact: redact(by_rules(text)),
     )
     return ChainBrain(
         reviewer=reviewer,

@@ -3,20 +3,29 @@
 It needs no network and no key, so it is both the default brain and the model's fallback.
 Messages come from the rules file only and never quote diff text: a secret or an
 instruction planted in a diff cannot travel on into a review.
+
+A review has a time budget (`MESH_REVIEW_BUDGET_SECONDS`) and runs in a worker thread, so no
+line, however long or crafted, can stall the event loop (health, heartbeats, in-progress
+acks) or run for ever. A review that runs out of time answers `needs_human` with an
+`INCOMPLETE` finding saying so, keeping whatever it found before; it never approves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.releases import Change, ReleaseProposed
 from contracts.reviews import Finding, Severity, TokenUsage, Verdict
 from services.review.assessment import Assessment
 from services.review.diffs import ParsedDiff, parse_diff
-from services.review.rules import SEVERITY_RANK, Check, Rule, RuleSet
+from services.review.rules import NO_DEADLINE, SEVERITY_RANK, Check, Deadline, Rule, RuleSet, RulesTimedOut
 
 MODEL = "offline-rules"
+INCOMPLETE = "REV001"  # the rule id of "the rules could not finish reading this release"
 _VERDICT_RANK = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
 # Regexes are precise about what they match but blind to context, so only a critical hit
 # (a key format, a private key block) earns near-certainty; a medium is a question for a human.
@@ -43,9 +52,25 @@ def _hit(item: Check, path: str | None, line: int | None) -> Hit:
     return Hit(Finding(rule=item.id, severity=item.severity, message=item.message, file=path, line=line), item)
 
 
-def _scan_change(change: Change, parsed: ParsedDiff, moved: set[str], rules: RuleSet) -> list[Hit]:
+def incomplete_check(name: str, budget_seconds: float | None) -> Check:
+    """The finding of a review whose rules ran out of time: a human must look."""
+    budget = f"{budget_seconds:g} s" if budget_seconds is not None else "its time budget"
+    return Check(
+        id=INCOMPLETE,
+        title="Review incomplete: the rules ran out of time",
+        severity=Severity.MEDIUM,
+        verdict=Verdict.NEEDS_HUMAN,
+        message=f"The {name} rules could not read this release within {budget} (MESH_REVIEW_BUDGET_SECONDS): "
+        "very long or machine-generated lines (minified code, data blobs) make matching slow. The lines "
+        "not read may hide problems, so a human must review the release. Keep generated files out of "
+        "releases, or raise the budget.",
+    )
+
+
+def _scan_change(
+    change: Change, parsed: ParsedDiff, moved: set[str], rules: RuleSet, deadline: Deadline, hits: list[Hit]
+) -> None:
     removed = [line for line in parsed.removed if line.text.strip() not in moved]
-    hits: list[Hit] = []
     for rule in rules.rules:
         if not rule.applies_to(change.path):
             continue
@@ -57,24 +82,36 @@ def _scan_change(change: Change, parsed: ParsedDiff, moved: set[str], rules: Rul
             *(parsed.added if rule.scope in ("added", "both") else []),
             *(removed if rule.scope in ("removed", "both") else []),
         ]
-        hits.extend(_hit(rule, change.path, line.line) for line in candidates if rule.matches(line.text))
-    return hits
+        for line in candidates:
+            try:
+                if rule.matches(line.text, deadline):
+                    hits.append(_hit(rule, change.path, line.line))
+            except RulesTimedOut:
+                raise RulesTimedOut(change.path, line.line) from None
 
 
-def scan(proposal: ReleaseProposed, rules: RuleSet) -> list[Hit]:
+def scan(
+    proposal: ReleaseProposed, rules: RuleSet, *, deadline: Deadline = NO_DEADLINE, incomplete: Check | None = None
+) -> list[Hit]:
     """Every rule and requirement that fires on `proposal`, most severe first.
 
     One hit per rule, file and line, and one secret per line: `AWS_SECRET = "AKIA..."` is an
     AWS key (the first, most specific secret rule in the file), not also a generic secret.
+    At `deadline` it stops: the hits so far and one `incomplete` hit where it stopped.
     """
-    parsed = [(change, parse_diff(change.diff)) for change in proposal.changes]
-    # A removed line that comes back verbatim anywhere in the release was moved, not removed.
-    moved = {line.text.strip() for _, diff in parsed for line in diff.added}
-    hits = [hit for change, diff in parsed for hit in _scan_change(change, diff, moved, rules)]
-    paths = [change.path for change in proposal.changes]
-    for requirement in rules.requirements:
-        if requirement.applies(proposal.labels) and not requirement.is_met(paths, proposal.description):
-            hits.append(_hit(requirement, None, None))
+    hits: list[Hit] = []
+    try:
+        parsed = [(change, parse_diff(change.diff)) for change in proposal.changes]
+        # A removed line that comes back verbatim anywhere in the release was moved, not removed.
+        moved = {line.text.strip() for _, diff in parsed for line in diff.added}
+        for change, diff in parsed:
+            _scan_change(change, diff, moved, rules, deadline, hits)
+        paths = [change.path for change in proposal.changes]
+        for requirement in rules.requirements:
+            if requirement.applies(proposal.labels) and not requirement.is_met(paths, proposal.description, deadline):
+                hits.append(_hit(requirement, None, None))
+    except RulesTimedOut as stopped:
+        hits.append(_hit(incomplete or incomplete_check(rules.name, None), stopped.path, stopped.line))
     unique: dict[tuple[str, str | None, int | None], Hit] = {}
     for hit in hits:  # a value changed in place fires on its removed and its added line
         key = (hit.finding.rule, hit.finding.file, hit.finding.line)
@@ -119,26 +156,48 @@ def _confidence(verdict: Verdict, hits: list[Hit]) -> float:
 
 
 class OfflineReviewer:
-    """A `Brain` that applies one rule set; same release in, same assessment out."""
+    """A `Brain` that applies one rule set; same release in, same assessment out.
+
+    `budget_seconds` bounds each review (`None`: no bound, for tests and tools); a review that
+    runs out of it answers `needs_human` with an `INCOMPLETE` finding, never approve.
+    """
 
     model = MODEL
 
-    def __init__(self, rules: RuleSet, *, name: str) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        name: str,
+        budget_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rules = rules
         self.name = name
+        self.budget_seconds = budget_seconds
+        self.clock = clock
+        self.incomplete = incomplete_check(name, budget_seconds)
 
     async def assess(self, proposal: ReleaseProposed) -> Assessment:
-        """Review `proposal` with the rules (no I/O, so it never fails on the network)."""
-        return self.review(proposal)
+        """Review `proposal` with the rules in a worker thread (no I/O, so it never fails on the network).
+
+        The regex engine lets go of the GIL while it matches, so the event loop keeps answering
+        health checks and sending heartbeats and in-progress acks however long a line is.
+        """
+        return await asyncio.to_thread(self.review, proposal)
 
     def review(self, proposal: ReleaseProposed) -> Assessment:
-        """The synchronous, pure form of `assess`."""
-        hits = scan(proposal, self.rules)
+        """The synchronous form of `assess`: pure when there is no budget."""
+        deadline = Deadline.after(self.budget_seconds, clock=self.clock)
+        hits = scan(proposal, self.rules, deadline=deadline, incomplete=self.incomplete)
         verdict = max((hit.effect for hit in hits), key=_VERDICT_RANK.__getitem__, default=Verdict.APPROVE)
+        rationale = _rationale(self.name, verdict, hits, len(proposal.changes), self.rules)
+        if any(hit.source is self.incomplete for hit in hits):
+            rationale = f"The {self.name} rules ran out of time ({INCOMPLETE}), so nothing can be approved. {rationale}"
         return Assessment(
             verdict=verdict,
             confidence=_confidence(verdict, hits),
-            rationale=_rationale(self.name, verdict, hits, len(proposal.changes), self.rules),
+            rationale=rationale,
             findings=[hit.finding for hit in hits],
             model=MODEL,
             tokens=TokenUsage(),

@@ -9,14 +9,21 @@
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
+
+# `regex`, not `re`, for the rules files' patterns: it takes lookbehinds like `re`, and also a
+# `timeout` on every search, and it lets go of the GIL while it matches, so a slow line costs a
+# worker thread its budget, never the event loop its heartbeats.
+import regex
 
 from contracts.reviews import Severity, Verdict
 from services.review.diffs import blank_strings, is_comment
@@ -36,6 +43,46 @@ _TERM = re.compile(r"\{\{(\w+)\}\}")
 
 class RulesFileInvalid(ValueError):
     """A rules file that cannot be used; the message names the file, the rule and the field."""
+
+
+class RulesTimedOut(Exception):
+    """Rule matching ran out of its time budget; `path` and `line` say what it was reading."""
+
+    def __init__(self, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(f"rule matching ran out of time at {path or '?'}:{line or '?'}")
+        self.path, self.line = path, line
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When rule matching must stop, on `clock`; `at=None` never stops it."""
+
+    at: float | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def after(cls, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        """The deadline `seconds` from now (none for `None`)."""
+        return cls(None if seconds is None else clock() + seconds, clock)
+
+    def left(self) -> float | None:
+        """Seconds left (`None`: no limit). Raises `RulesTimedOut` when there are none."""
+        if self.at is None:
+            return None
+        if (left := self.at - self.clock()) <= 0:
+            raise RulesTimedOut()
+        return left
+
+
+NO_DEADLINE = Deadline()
+
+
+def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE) -> bool:
+    """Whether `pattern` occurs in `text`, giving up (`RulesTimedOut`) at `deadline`."""
+    try:
+        return pattern.search(text, timeout=deadline.left()) is not None
+    except TimeoutError:
+        raise RulesTimedOut() from None
 
 
 def path_matches(path: str, globs: tuple[str, ...]) -> bool:
@@ -65,10 +112,10 @@ class Rule(Check):
     """One compiled line or file rule; the rules files say what each field means."""
 
     scope: str
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[regex.Pattern, ...]
     paths: tuple[str, ...] = ()
     exclude_paths: tuple[str, ...] = ()
-    ignore: tuple[re.Pattern[str], ...] = ()
+    ignore: tuple[regex.Pattern, ...] = ()
     skip_comments: bool = True
     blank_strings: bool = False
     secret: bool = False
@@ -78,14 +125,14 @@ class Rule(Check):
         included = not self.paths or path_matches(path, self.paths)
         return included and not path_matches(path, self.exclude_paths)
 
-    def matches(self, text: str) -> bool:
-        """Whether one diff line (without its +/- marker) triggers this rule."""
+    def matches(self, text: str, deadline: Deadline = NO_DEADLINE) -> bool:
+        """Whether one diff line (without its +/- marker) triggers this rule; `RulesTimedOut` at `deadline`."""
         if self.skip_comments and is_comment(text):
             return False
         subject = blank_strings(text) if self.blank_strings else text
-        if not any(pattern.search(subject) for pattern in self.patterns):
+        if not any(search(pattern, subject, deadline) for pattern in self.patterns):
             return False
-        return not any(pattern.search(text) for pattern in self.ignore)
+        return not any(search(pattern, text, deadline) for pattern in self.ignore)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,17 +141,17 @@ class Requirement(Check):
 
     labels: frozenset[str]
     changed_path: tuple[str, ...] = ()
-    description: re.Pattern[str] | None = None
+    description: regex.Pattern | None = None
 
     def applies(self, labels: list[str]) -> bool:
         """Whether a release with these labels must meet this requirement."""
         return any(label.strip().lower() in self.labels for label in labels)
 
-    def is_met(self, paths: list[str], description: str) -> bool:
+    def is_met(self, paths: list[str], description: str, deadline: Deadline = NO_DEADLINE) -> bool:
         """Whether a release with these changed paths and this description meets it."""
         if self.changed_path:
             return any(path_matches(path, self.changed_path) for path in paths)
-        return bool(self.description and self.description.search(description))
+        return bool(self.description and search(self.description, description, deadline))
 
 
 @dataclass(frozen=True)
@@ -235,12 +282,12 @@ class _Reader:
             "verdict": self.choice("verdict", Verdict),
         }
 
-    def regex(self, field: str, source: str, terms: dict[str, str]) -> re.Pattern[str]:
+    def regex(self, field: str, source: str, terms: dict[str, str]) -> regex.Pattern:
         if unknown := [m.group(0) for m in _TERM.finditer(source) if m.group(1) not in terms]:
             self.fail(field, f"uses unknown term {unknown[0]}; define it under [terms]")
         try:
-            return re.compile(_TERM.sub(lambda m: terms[m.group(1)], source))
-        except re.error as exc:
+            return regex.compile(_TERM.sub(lambda m: terms[m.group(1)], source))
+        except regex.error as exc:
             self.fail(field, f"is not a valid regular expression ({exc}): {source!r}")
 
 

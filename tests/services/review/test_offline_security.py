@@ -222,3 +222,23 @@ async def test_assess_is_the_async_form_of_review(reviewer):
     """`assess` (the Brain protocol) returns what `review` does."""
     change = ("src/cache.py", hunk("obj = pickle.loads(blob)"))
     assert await reviewer.assess(release(change)) == reviewer.review(release(change))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'EXAMPLE_ID = "AKIAIOSFODNN7EXAMPLE"; REAL_ID = "{AWS_KEY}"',
+        'docs = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"; aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ8Lw3hT1a"',
+    ],
+)
+def test_aws_documentation_examples_on_the_line_do_not_hide_a_real_key(reviewer, line):
+    """The example keys from AWS's documentation are not findings, but they no longer clear
+    the whole line: a real key beside one is still a critical finding (it was approved)."""
+    assessment = reviewer.review(release(("src/config.py", hunk(line))))
+    assert assessment.verdict is Verdict.REJECT
+
+
+@pytest.mark.parametrize("line", ['KEY_ID = "AKIAIOSFODNN7EXAMPLE"', 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"'])
+def test_aws_documentation_examples_alone_are_not_findings(reviewer, line):
+    """AWS's own documented example credentials are placeholders, not leaks."""
+    assert reviewer.review(release(("src/config.py", hunk(line)))).verdict is Verdict.APPROVE
