@@ -53,7 +53,8 @@ class Outcomes:
 
     async def on_message(self, msg: Msg) -> None:
         arrived = time.perf_counter()
-        future = self.waiting.pop(msg.subject.rpartition(".")[2], None)
+        release_token = msg.subject.split(".")[-2]  # <ns>.outcomes.release.<release>.<digest>
+        future = self.waiting.pop(release_token, None)
         if future is not None and not future.done():
             future.set_result((arrived, msg.data))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from contracts.releases import ReleaseProposed
 from contracts.reviews import MAX_FINDINGS, ReviewSubmitted
 from coordinator.service import build_coordinator
 from coordinator.store import RoundStore, round_key
+from tests.e2e.support import eventually
 
 KEY_LINE = '+AWS_ACCESS_KEY_ID = "AKIAZ7VRSQ5TJXK3M2PL"\n'
 
@@ -56,15 +56,6 @@ def raw_review(p: ReleaseProposed, reviewer: str, verdict: str, **fields) -> tup
 
 async def send_raw(client: MeshClient, reviewer: str, data: bytes) -> None:
     await client.js.publish(client.subjects.review_submitted(reviewer), data)
-
-
-async def eventually(check, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
