@@ -8,6 +8,7 @@ its own, so the stream's dedupe never swallows it.
 
 from __future__ import annotations
 
+from contracts.reviews import ReviewSubmitted
 from contracts.subjects import subject_token
 
 
@@ -15,9 +16,17 @@ def proposal_msg_id(release_id: str, digest: str) -> str:
     return f"proposal:{subject_token(release_id)}:{digest}"
 
 
-def review_msg_id(release_id: str, digest: str, reviewer: str) -> str:
-    """The same for every redelivery of the proposal to the same reviewer."""
-    return f"review:{subject_token(release_id)}:{digest}:{subject_token(reviewer)}"
+def review_msg_id(review: ReviewSubmitted) -> str:
+    """The same for every redelivery of the proposal to the same reviewer, with the same verdict.
+
+    The verdict is part of it: whoever squats the id of an approval (publishes first under it)
+    cannot make the stream drop the reviewer's reject, and the coordinator refuses a review
+    whose id does not name its own verdict.
+    """
+    return (
+        f"review:{subject_token(review.release_id)}:{review.content_digest}:"
+        f"{subject_token(review.reviewer)}:{review.verdict.value}"
+    )
 
 
 def deadline_msg_id(release_id: str, digest: str, at: str) -> str:

@@ -23,7 +23,7 @@ from bus.runtime import Agent, Delivery
 from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
 from contracts.envelope import utc_now
-from contracts.ids import deadline_msg_id, outcome_msg_id
+from contracts.ids import deadline_msg_id, outcome_msg_id, review_msg_id
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
@@ -121,6 +121,10 @@ class Coordinator:
             )
         if not review.content_digest:
             raise InvalidMessage("the review has no content_digest, so it belongs to no revision of the release")
+        msg_id = (delivery.message.headers or {}).get("Nats-Msg-Id")
+        if msg_id != review_msg_id(review):
+            # Else a review published first under another's id would make the stream drop that one.
+            raise InvalidMessage(f"the review's Nats-Msg-Id is {msg_id!r}; a review is published as {review_msg_id(review)!r}")
         known = frozenset(self.reviewers_for("release.proposed")[0])
         decided = _Decided()
         round_, changed = await self.store.mutate(

@@ -98,7 +98,7 @@ async def run_reviewer(settings: MeshSettings, name: str, nc: nats.NATS) -> list
         proposal = ReleaseProposed.model_validate_json(msg.data)
         review = review_of(proposal, name, await brain.assess(proposal))
         data = review.model_dump_json().encode()
-        headers = {"Nats-Msg-Id": review_msg_id(proposal.release_id, review.content_digest, name), "content-type": JSON}
+        headers = {"Nats-Msg-Id": review_msg_id(review), "content-type": JSON}
         await js.publish(subject, data, stream=stream, headers=headers)
         await msg.ack()
 

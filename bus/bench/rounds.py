@@ -145,7 +145,7 @@ async def _probe(client: MeshClient, kv: KeyValue, outcomes: Outcomes, release_i
 async def _submit(client: MeshClient, event, reviewer: str, assessments: dict) -> None:
     review = review_of(event, reviewer, assessments[reviewer])
     data = review.model_dump_json().encode()
-    headers = {"Nats-Msg-Id": review_msg_id(event.release_id, review.content_digest, reviewer), "content-type": "application/json"}
+    headers = {"Nats-Msg-Id": review_msg_id(review), "content-type": "application/json"}
     await client.js.publish(client.subjects.review_submitted(reviewer), data, headers=headers)
 
 

@@ -34,7 +34,7 @@ def build_reviewer(
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
         review = review_of(proposal, name, await brain.assess(proposal))
         # One review per (revision, reviewer): a redelivered proposal republishes the same id.
-        msg_id = review_msg_id(proposal.release_id, review.content_digest, name)
+        msg_id = review_msg_id(review)
         await delivery.publish(review, subjects.review_submitted(name), msg_id=msg_id)
         delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model,
                           cost_usd=review.cost_usd, tokens=review.tokens.total)  # fmt: skip

@@ -43,19 +43,20 @@ def review_of(p: ReleaseProposed, reviewer: str, verdict: str, **overrides) -> R
     return ReviewSubmitted(**{**fields, **overrides})
 
 
-async def send(client: MeshClient, review: ReviewSubmitted, *, subject: str | None = None) -> None:
+async def send(client: MeshClient, review: ReviewSubmitted, *, subject: str | None = None, msg_id: str = "") -> None:
     subject = subject or client.subjects.review_submitted(review.reviewer)
-    msg_id = review_msg_id(review.release_id, review.content_digest, review.reviewer) + ":" + review.event_id
+    msg_id = msg_id or review_msg_id(review)
     await client.js.publish(subject, review.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id})
 
 
-def raw_review(p: ReleaseProposed, reviewer: str, verdict: str, **fields) -> tuple[str, bytes]:
-    body = review_of(p, reviewer, verdict).model_dump(mode="json") | fields
-    return reviewer, json.dumps(body).encode()
+def raw_review(p: ReleaseProposed, reviewer: str, verdict: str, **fields) -> tuple[ReviewSubmitted, bytes]:
+    review = review_of(p, reviewer, verdict)
+    return review, json.dumps(review.model_dump(mode="json") | fields).encode()
 
 
-async def send_raw(client: MeshClient, reviewer: str, data: bytes) -> None:
-    await client.js.publish(client.subjects.review_submitted(reviewer), data)
+async def send_raw(client: MeshClient, review: ReviewSubmitted, data: bytes) -> None:
+    subject, msg_id = client.subjects.review_submitted(review.reviewer), review_msg_id(review)
+    await client.js.publish(subject, data, headers={"Nats-Msg-Id": msg_id})
 
 
 @pytest.fixture
@@ -76,7 +77,8 @@ async def test_a_review_on_another_reviewers_subject_never_counts_and_is_dead_le
     await client.propose(p)
     await send(client, review_of(p, "compliance", "approve"))
     await send(client, review_of(p, "security", "approve"), subject=client.subjects.review_submitted("compliance"))
-    await send(client, review_of(p, "security", "approve", event_id="other"), subject=f"{settings.namespace}.reviews.x.y")
+    other = review_of(p, "security", "approve", event_id="other")
+    await send(client, other, subject=f"{settings.namespace}.reviews.x.y", msg_id="other")
     outcome = await client.wait_for_outcome(p, timeout=15)
     assert outcome is not None and outcome.outcome == Outcome.BLOCKED
     assert outcome.missing == ["security"] and outcome.fallbacks_applied == {"security": "block"}
@@ -143,9 +145,9 @@ async def test_reviews_from_unknown_reviewers_cannot_stuff_a_round(mesh):
     finding = {"rule": "X001", "severity": "low", "message": "x" * 1000, "file": "f" * 400}
     # As raw JSON, the way an attacker sends them: 500 findings, ~700 KB a review.
     stuffing = [raw_review(p, f"intruder-{i}", "approve", findings=[finding] * 500) for i in range(40)]
-    await asyncio.gather(*(send_raw(client, name, data) for name, data in stuffing[:20]))
+    await asyncio.gather(*(send_raw(client, review, data) for review, data in stuffing[:20]))
     await client.propose(p)
-    await asyncio.gather(*(send_raw(client, name, data) for name, data in stuffing[20:]))
+    await asyncio.gather(*(send_raw(client, review, data) for review, data in stuffing[20:]))
     await send_raw(client, *raw_review(p, "security", "reject", findings=[finding] * 500))
     await send(client, review_of(p, "compliance", "approve"))
     outcome = await client.wait_for_outcome(p, timeout=15)
@@ -201,3 +203,26 @@ async def test_a_review_of_another_revision_never_counts(mesh):
     outcome = await client.wait_for_outcome(risky, timeout=15)
     assert outcome is not None and outcome.outcome == Outcome.BLOCKED
     assert outcome.missing == ["security"]
+
+
+async def test_a_review_published_under_another_reviews_message_id_is_refused(mesh):
+    """Squatting: a forged approval published first under the id the real reject will use.
+    The stream then drops the real reject (dedupe is the server's), but the coordinator refuses
+    a review whose id does not name its own verdict: the forgery is dead-lettered, security
+    counts as missing, and its fallback blocks — the key is never approved."""
+    settings, client = mesh
+    p = proposal("rel-squatted", diff=KEY_LINE)
+    await client.propose(p)
+    real_reject = review_of(p, "security", "reject")
+    forged = review_of(p, "security", "approve")
+    await client.js.publish(
+        client.subjects.review_submitted("security"), forged.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": review_msg_id(real_reject)},
+    )  # fmt: skip
+    await send(client, real_reject)
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert outcome.missing == ["security"] and outcome.fallbacks_applied == {"security": "block"}
+    letters = await eventually(lambda: _letters(client, settings, 1))
+    assert "Nats-Msg-Id" in letters[0].record.error

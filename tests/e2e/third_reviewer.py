@@ -32,7 +32,7 @@ def build(settings: MeshSettings) -> Agent:
             proposal, reviewer="performance", verdict=Verdict.APPROVE if loops < 3 else Verdict.NEEDS_HUMAN,
             confidence=0.6, rationale=f"{loops} new loop(s).", model="loop-counter",
         )  # fmt: skip
-        msg_id = review_msg_id(proposal.release_id, proposal.content_digest, "performance")
+        msg_id = review_msg_id(review)
         await delivery.publish(review, subject, msg_id=msg_id)
 
     return agent
