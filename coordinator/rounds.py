@@ -64,6 +64,10 @@ class Round(BaseModel):
     deadline: datetime | None = None
     reviews: dict[str, ReviewSubmitted] = Field(default_factory=dict)
     early_reviews: dict[str, list[ReviewSubmitted]] = Field(default_factory=dict)
+    # When the server stored the opening proposal, and each review kept before it opened: a
+    # review stored before the proposal existed cannot be an answer to it (it was forged).
+    proposal_stored_at: datetime | None = None
+    review_stored_at: dict[str, datetime] = Field(default_factory=dict)  # review event id -> when
     late_reviews: list[ReviewSubmitted] = Field(default_factory=list)
     rejected: list[RejectedReview] = Field(default_factory=list)
     rejected_overflow: int = 0
@@ -120,6 +124,7 @@ class Round(BaseModel):
         deadline_seconds: float,
         now: datetime,
         required: list[str] = (),
+        stored_at: datetime | None = None,
     ) -> bool:
         """Open the round for a proposal; the same proposal again changes nothing.
 
@@ -144,30 +149,44 @@ class Round(BaseModel):
         self.policy = str(policy)
         self.fallbacks = {name: fallbacks.get(name, "escalate") for name in expected}
         self.opened_at = now
+        self.proposal_stored_at = stored_at
         self.deadline = now + timedelta(seconds=deadline_seconds)
         self._apply_early()
         # Of those that still do not fit, only an expected reviewer's may yet: it may answer the
         # same content proposed again. The others were not written for this round.
-        for name in list(self.early_reviews):
-            if name not in self.expected:
-                for review in self.early_reviews.pop(name):
-                    self._reject(review, self._misfit(review) or "")
+        for name, kept in list(self.early_reviews.items()):
+            for review in list(kept):
+                problem = self._misfit(review) or ""
+                if name not in self.expected or problem != _OTHER_PROPOSAL:
+                    self._reject(review, problem)
+                    self.review_stored_at.pop(review.event_id, None)
+                    kept.remove(review)
+            if not kept:
+                del self.early_reviews[name]
         self._note = "round opened"
         self.settle(now=now)
         return True
 
-    def record(self, review: ReviewSubmitted, *, now: datetime, known: frozenset[str] | set[str] = frozenset()) -> bool:
+    def record(
+        self,
+        review: ReviewSubmitted,
+        *,
+        now: datetime,
+        known: frozenset[str] | set[str] = frozenset(),
+        stored_at: datetime | None = None,
+    ) -> bool:
         """Count a review that fits this round; keep an early one; reject the rest, with a reason.
 
         `known` names the reviewers that may hold a place in a round that has no proposal yet
-        (required, pinned or live): nobody else can grow it.
+        (required, pinned or live): nobody else can grow it. `stored_at` is when the server
+        stored the review (its stream timestamp).
         """
         if self.state == RoundState.AWAITING_PROPOSAL:
-            return self._keep_early(review, known)
-        if problem := self._misfit(review):
+            return self._keep_early(review, known, stored_at)
+        if problem := self._misfit(review, stored_at):
             if self.state == RoundState.OPEN and problem == _OTHER_PROPOSAL and review.reviewer in self.expected:
                 # Maybe the proposal it answers (the same content, sent again) is still on its way.
-                return self._keep_early(review, set(self.expected))
+                return self._keep_early(review, set(self.expected), stored_at)
             return self._reject(review, problem)
         if self.state == RoundState.DECIDED:
             if review.reviewer in self.reviews or any(r.reviewer == review.reviewer for r in self.late_reviews):
@@ -218,8 +237,11 @@ class Round(BaseModel):
 
     # --- what counts ------------------------------------------------------------------
 
-    def _misfit(self, review: ReviewSubmitted) -> str | None:
+    def _misfit(self, review: ReviewSubmitted, stored_at: datetime | None = None) -> str | None:
         """Why `review` cannot count in this (opened) round, or None when it fits."""
+        stored_at = stored_at or self.review_stored_at.get(review.event_id)
+        if stored_at and self.proposal_stored_at and stored_at < self.proposal_stored_at:
+            return "it was published before the proposal it claims to answer"
         if review.release_id != self.release_id or review.content_digest != self.content_digest:
             return "it reviews another revision of the release"
         if review.reviewer not in self.expected:
@@ -234,11 +256,14 @@ class Round(BaseModel):
         for review in (review for kept in self.early_reviews.values() for review in kept):
             if self._misfit(review) is None:
                 self._count(review)
+                self.review_stored_at.pop(review.event_id, None)
             else:
                 waiting.setdefault(review.reviewer, []).append(review)
         self.early_reviews = waiting
 
-    def _keep_early(self, review: ReviewSubmitted, known: frozenset[str] | set[str]) -> bool:
+    def _keep_early(
+        self, review: ReviewSubmitted, known: frozenset[str] | set[str], stored_at: datetime | None = None
+    ) -> bool:
         if review.reviewer not in known:
             self._note = f"rejected: {review.reviewer} is not a reviewer of this mesh, and the round has no proposal yet"
             return False
@@ -250,6 +275,8 @@ class Round(BaseModel):
             self._note = f"rejected: {review.reviewer} already has {len(kept)} reviews waiting for this proposal"
             return False
         kept.append(review)
+        if stored_at is not None:
+            self.review_stored_at[review.event_id] = stored_at
         self._note = "review kept until its proposal arrives"
         return True
 

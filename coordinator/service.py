@@ -98,6 +98,7 @@ class Coordinator:
                 fallbacks={name: self.settings.fallback_for(name) for name in expected},
                 deadline_seconds=self.settings.deadline_seconds,
                 now=now,
+                stored_at=_stored_at(delivery),
             )),
             likely_new=True,  # skips a read; a create that finds the round reads it then
         )  # fmt: skip
@@ -130,7 +131,9 @@ class Coordinator:
         round_, changed = await self.store.mutate(
             review.release_id,
             review.content_digest,
-            self._deciding(delivery, lambda r: r.record(review, now=self.clock(), known=known), decided),
+            self._deciding(
+                delivery, lambda r: r.record(review, now=self.clock(), known=known, stored_at=_stored_at(delivery)), decided
+            ),
         )
         note = round_.note or "duplicate review ignored"
         log = delivery.log.warning if "rejected" in note else delivery.log.info
@@ -247,6 +250,11 @@ def _rfc3339_ceil(moment: datetime) -> str:
 def agent_named_after(skill_id: str) -> str:
     """The agent that answers a required skill when no card offers it: `review.security` -> `security`."""
     return skill_id.removeprefix("review.")
+
+
+def _stored_at(delivery: Delivery) -> datetime | None:
+    """When the server stored the message being handled (the same clock for every stream)."""
+    return getattr(delivery.message.metadata, "timestamp", None)
 
 
 def _message_ref(delivery: Delivery) -> str:

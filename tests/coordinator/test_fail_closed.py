@@ -108,14 +108,24 @@ async def test_a_forged_early_review_is_not_counted_when_the_round_opens(mesh):
 
 
 async def test_a_real_early_review_counts_when_its_proposal_opens_the_round(mesh):
-    """A review that overtook its proposal (the reviewer was faster than the coordinator)
-    answers the proposal's event id: it is kept, and counted when the round opens."""
+    """Reviews handled by the coordinator before their proposal (the reviewers were faster than
+    the coordinator's proposals consumer, paused here) answer the proposal's event id and were
+    stored after it: they are kept, and counted when the round opens."""
     settings, client = mesh
+    s = settings.subjects
     p = proposal("rel-early-real")
+    await client.js.pause_consumer(s.events_stream, "coordinator-proposals", "2099-01-01T00:00:00Z")
+    await client.propose(p)
     await send(client, review_of(p, "security", "approve"))
     await send(client, review_of(p, "compliance", "approve"))
-    await asyncio.sleep(0.3)
-    await client.propose(p)
+    store = RoundStore(await client.js.key_value(s.rounds_bucket))
+
+    async def both_kept():
+        round_ = await store.get(p.release_id, p.content_digest)
+        return round_ is not None and len(round_.early_reviews) == 2
+
+    assert await eventually(both_kept)
+    await client.js.resume_consumer(s.events_stream, "coordinator-proposals")
     outcome = await client.wait_for_outcome(p, timeout=5)  # decided at once, before the deadline
     assert outcome is not None and outcome.outcome == Outcome.APPROVED
     assert sorted(r.reviewer for r in outcome.reviews) == ["compliance", "security"]
@@ -226,3 +236,19 @@ async def test_a_review_published_under_another_reviews_message_id_is_refused(me
     assert outcome.missing == ["security"] and outcome.fallbacks_applied == {"security": "block"}
     letters = await eventually(lambda: _letters(client, settings, 1))
     assert "Nats-Msg-Id" in letters[0].record.error
+
+
+async def test_a_review_stored_before_its_proposal_never_counts_even_with_the_right_event_id(mesh):
+    """The proposer forges: it picks the proposal's event id, publishes 'security approves'
+    answering it, then the proposal. The forgery fits in every field, but the server stored it
+    before the proposal existed, so it cannot be an answer to it: rejected, and the key blocked."""
+    settings, client = mesh
+    p = proposal("rel-self-approved", diff=KEY_LINE)
+    await send(client, review_of(p, "security", "approve"))  # causation = p.event_id, chosen in advance
+    await asyncio.sleep(0.2)
+    await client.propose(p)
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
+    assert outcome.missing == ["security"]
+    assert [r.reason for r in outcome.rejected] == ["it was published before the proposal it claims to answer"]

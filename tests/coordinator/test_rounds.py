@@ -349,3 +349,21 @@ def test_an_awaiting_and_an_open_round_survive_a_json_round_trip_unchanged():
     open_ = opened()
     for round_ in (waiting, open_):
         assert Round.model_validate_json(round_.model_dump_json()).model_dump() == round_.model_dump()
+
+
+def test_a_review_stored_before_its_proposal_is_rejected_when_the_round_opens():
+    """Server timestamps: a review stored before the proposal it claims to answer was not
+    written by anyone who read that proposal; it is rejected, never counted."""
+    round_ = fresh()
+    round_.record(review("security", "approve"), now=NOW, known=KNOWN, stored_at=NOW)
+    round_.record(review("compliance", "approve"), now=NOW, known=KNOWN, stored_at=LATER)
+    round_.open(
+        proposal(), expected=EXPECTED, policy=Policy.parse("all"), fallbacks=FALLBACKS, deadline_seconds=60,
+        now=LATER, stored_at=NOW + timedelta(seconds=1),
+    )  # fmt: skip
+    assert set(round_.reviews) == {"compliance"}
+    assert [(r.reviewer, r.reason) for r in round_.rejected] == [
+        ("security", "it was published before the proposal it claims to answer")
+    ]
+    assert round_.record(review("security", "approve", event_id="too-early"), now=LATER, stored_at=NOW) is True
+    assert "security" not in round_.reviews
