@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import tomllib
@@ -77,10 +78,26 @@ class Deadline:
 NO_DEADLINE = Deadline()
 
 
-def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE) -> bool:
-    """Whether `pattern` occurs in `text`, giving up (`RulesTimedOut`) at `deadline`."""
+# The packaged rules search a short line keeping the GIL and without the engine's timeout: both
+# cost more than such a search itself (at C=128 they tripled the CPU a review costs), and a
+# linear pattern is done with a short line in microseconds. A long line, or any line under a
+# rules file from elsewhere (its patterns may backtrack even on a short one), is searched with
+# the review's deadline as timeout and without the GIL, so the event loop runs meanwhile.
+_LONG_LINE_CHARS = 2048
+
+
+def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE, *, proven: bool = False) -> bool:
+    """Whether `pattern` occurs in `text`, giving up (`RulesTimedOut`) at `deadline`.
+
+    `proven`: the pattern is one of the packaged rules, whose time is linear in the line's length
+    (tests/services/review/test_review_budget.py): on a short line it needs neither the
+    engine's timeout nor to let go of the GIL.
+    """
+    left = deadline.left()
+    if proven and len(text) < _LONG_LINE_CHARS:
+        return pattern.search(text, concurrent=False) is not None
     try:
-        return pattern.search(text, timeout=deadline.left()) is not None
+        return pattern.search(text, timeout=left, concurrent=True) is not None
     except TimeoutError:
         raise RulesTimedOut() from None
 
@@ -100,6 +117,7 @@ class Check:
     severity: Severity
     message: str
     verdict: Verdict | None = None
+    proven: bool = False  # a packaged rule: its patterns are linear (see `search`)
 
     @property
     def effect(self) -> Verdict:
@@ -130,9 +148,9 @@ class Rule(Check):
         if self.skip_comments and is_comment(text):
             return False
         subject = blank_strings(text) if self.blank_strings else text
-        if not any(search(pattern, subject, deadline) for pattern in self.patterns):
+        if not any(search(pattern, subject, deadline, proven=self.proven) for pattern in self.patterns):
             return False
-        return not any(search(pattern, text, deadline) for pattern in self.ignore)
+        return not any(search(pattern, text, deadline, proven=self.proven) for pattern in self.ignore)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +169,7 @@ class Requirement(Check):
         """Whether a release with these changed paths and this description meets it."""
         if self.changed_path:
             return any(path_matches(path, self.changed_path) for path in paths)
-        return bool(self.description and search(self.description, description, deadline))
+        return bool(self.description and search(self.description, description, deadline, proven=self.proven))
 
 
 @dataclass(frozen=True)
@@ -192,11 +210,15 @@ def _load_packaged(name: str) -> RuleSet:
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or not resource.is_file():
         known = sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml"))
         raise RulesFileInvalid(f"No rules file named {name!r}; packaged rules are: {', '.join(known)}.")
-    return parse_rules(resource.read_text(encoding="utf-8"), source=f"{name}.toml", name=name)
+    return parse_rules(resource.read_text(encoding="utf-8"), source=f"{name}.toml", name=name, proven=True)
 
 
-def parse_rules(text: str, *, source: str, name: str) -> RuleSet:
-    """Validate and compile the TOML text of a rules file."""
+def parse_rules(text: str, *, source: str, name: str, proven: bool = False) -> RuleSet:
+    """Validate and compile the TOML text of a rules file.
+
+    `proven`: the packaged files, whose patterns the tests prove linear; any other file's patterns
+    are searched with a timeout on every line.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -209,6 +231,9 @@ def parse_rules(text: str, *, source: str, name: str) -> RuleSet:
         raise RulesFileInvalid(f"{source}: no [[rule]] or [[requirement]] tables; add at least one.")
     if twice := [key for key, n in Counter(item.id for item in (*rules, *requirements)).items() if n > 1]:
         raise RulesFileInvalid(f"{source}: rule {twice[0]}: field 'id' is used twice; give each rule its own id.")
+    if proven:
+        rules = tuple(dataclasses.replace(rule, proven=True) for rule in rules)
+        requirements = tuple(dataclasses.replace(item, proven=True) for item in requirements)
     return RuleSet(name=name, rules=rules, requirements=requirements)
 
 
