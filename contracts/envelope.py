@@ -8,6 +8,7 @@ from uuid import uuid4
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1"
+MAX_ID_CHARS = 256  # ids and names: generous for any real id, a bound on what a message can carry
 
 
 def utc_now() -> datetime:
@@ -30,21 +31,25 @@ class Envelope(BaseModel):
 
     event_id: str = Field(
         default_factory=new_event_id,
+        max_length=MAX_ID_CHARS,
         description="Unique id of this message.",
         examples=["9f1c2b7e4d2a4c55a1c3b0f1d2e3a4b5"],
     )
     correlation_id: str = Field(
         default="",
+        max_length=MAX_ID_CHARS,
         description="Id shared by every message of one flow; the release id for release reviews.",
         examples=["rel-42"],
     )
     causation_id: str | None = Field(
         default=None,
+        max_length=MAX_ID_CHARS,
         description="event_id of the message that caused this one; empty for a flow's first event.",
         examples=["9f1c2b7e4d2a4c55a1c3b0f1d2e3a4b5"],
     )
     producer: str = Field(
         default="external",
+        max_length=MAX_ID_CHARS,
         description="Name of the service or system that produced the message.",
         examples=["security", "coordinator", "ci-pipeline"],
     )
@@ -55,6 +60,7 @@ class Envelope(BaseModel):
     )
     schema_version: str = Field(
         default=SCHEMA_VERSION,
+        max_length=32,
         description="Version of this message's schema.",
         examples=[SCHEMA_VERSION],
     )

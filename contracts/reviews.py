@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.envelope import Envelope
 from contracts.redaction import redact
@@ -38,7 +38,7 @@ class Severity(StrEnum):
 class Finding(BaseModel):
     """Something a reviewer found, pinned to a file and line where it can be."""
 
-    rule: str = Field(description="Id of the rule or check that fired.", examples=["SEC001"])
+    rule: str = Field(max_length=64, description="Id of the rule or check that fired.", examples=["SEC001"])
     severity: Severity = Field(description="How bad it is.", examples=["critical"])
     message: str = Field(description="What is wrong and what to do.", examples=["Hard-coded credential."])
     file: str | None = Field(default=None, description="File path.", examples=["src/config.py"])
@@ -76,7 +76,7 @@ class AttemptStatus(StrEnum):
 class ModelAttempt(BaseModel):
     """One step of a reviewer's model chain: which model was asked, or passed over, and why."""
 
-    model: str = Field(description="Model id of this step, or `offline-rules`.", examples=["claude-sonnet-4-6"])
+    model: str = Field(max_length=200, description="Model id of this step, or `offline-rules`.", examples=["claude-sonnet-4-6"])
     status: AttemptStatus = Field(description="answered, escalated, failed or skipped.", examples=["failed"])
     reason: str = Field(
         default="",
@@ -92,13 +92,19 @@ class ModelAttempt(BaseModel):
 class ReviewSubmitted(Envelope):
     """`review.submitted`: a reviewer's decision on one release."""
 
-    release_id: str = Field(min_length=1, description="The release reviewed.", examples=["rel-42"])
-    reviewer: str = Field(min_length=1, description="Agent that reviewed it.", examples=["security"])
+    # Unknown fields are dropped, not kept: a review travels into rounds and outcomes, and
+    # whatever it carries must stay within the bounds below.
+    model_config = ConfigDict(extra="ignore")
+
+    release_id: str = Field(min_length=1, max_length=200, description="The release reviewed.", examples=["rel-42"])
+    reviewer: str = Field(min_length=1, max_length=100, description="Agent that reviewed it.", examples=["security"])
     verdict: Verdict = Field(description="approve, reject or needs_human.", examples=["reject"])
     confidence: float = Field(ge=0.0, le=1.0, description="0..1, how sure the reviewer is.", examples=[0.95])
     rationale: str = Field(description="Why, in a few sentences.", examples=["A live API key is committed."])
     findings: list[Finding] = Field(default_factory=list, description="What was found.")
-    model: str = Field(description="Model that produced the decision, or `offline-rules`.", examples=["offline-rules"])
+    model: str = Field(
+        max_length=200, description="Model that produced the decision, or `offline-rules`.", examples=["offline-rules"]
+    )
     tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens spent.")
     cost_usd: float = Field(default=0.0, ge=0.0, description="What the model calls cost.")
     attempts: list[ModelAttempt] = Field(
@@ -106,9 +112,10 @@ class ReviewSubmitted(Envelope):
         description="Each step of the reviewer's model chain, in order; the step with status `answered` "
         "gave the review (`offline-rules` when no model did). Empty for the offline-only reviewer.",
     )
-    trace_id: str | None = Field(default=None, description="OpenTelemetry trace id of the flow.")
+    trace_id: str | None = Field(default=None, max_length=64, description="OpenTelemetry trace id of the flow.")
     content_digest: str = Field(
         default="",
+        max_length=64,
         description="`content_digest` of the proposal reviewed: which revision of the release this "
         "review is about. A review without it counts for no round.",
         examples=["3812ed07d3c8042d4676e44249798c26e7f850fbb3e62aa9325b5082d542347a"],

@@ -252,3 +252,29 @@ async def test_a_review_stored_before_its_proposal_never_counts_even_with_the_ri
     assert outcome is not None and outcome.outcome == Outcome.BLOCKED
     assert outcome.missing == ["security"]
     assert [r.reason for r in outcome.rejected] == ["it was published before the proposal it claims to answer"]
+
+
+async def test_a_known_reviewers_early_reviews_cannot_stuff_a_round_with_unknown_fields(mesh):
+    """Reviews 'from security' before the proposal, each carrying ~300 KB in a field the
+    contract does not know: unknown fields are dropped, so the waiting round stays small, and
+    the release is still decided (blocked by security's fallback)."""
+    settings, client = mesh
+    p = proposal("rel-early-stuffed", diff=KEY_LINE)
+    for i in range(3):
+        review, data = raw_review(p, "security", "approve", event_id=f"stuff-{i}", padding="x" * 300_000)
+        await client.js.publish(client.subjects.review_submitted("security"), data,
+                                headers={"Nats-Msg-Id": f"{review_msg_id(review)}"})  # fmt: skip
+    kv = await client.js.key_value(settings.subjects.rounds_bucket)
+
+    async def waiting_round():
+        try:
+            return (await kv.get(round_key(p.release_id, p.content_digest))).value
+        except Exception:  # noqa: BLE001 - not written yet
+            return None
+
+    stored = await eventually(waiting_round)
+    assert stored is not None and len(stored) < 20_000, f"the waiting round is {len(stored or b'')} bytes"
+    await client.propose(p)
+    await send(client, review_of(p, "compliance", "approve"))
+    outcome = await client.wait_for_outcome(p, timeout=15)
+    assert outcome is not None and outcome.outcome == Outcome.BLOCKED
