@@ -1,8 +1,8 @@
 """A small client for systems and tools that talk to the mesh: publish events, await outcomes.
 
-    async with MeshClient.connect(settings) as mesh:
-        await mesh.propose(proposal)
-        outcome = await mesh.wait_for_outcome(proposal, timeout=30)  # the outcome of *this* content
+async with MeshClient.connect(settings) as mesh:
+    await mesh.propose(proposal)
+    outcome = await mesh.wait_for_outcome(proposal, timeout=30)  # the outcome of *this* content
 """
 
 from __future__ import annotations
@@ -16,25 +16,25 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
+from bus.connect import connect
+from bus.settings import BusSettings
+from contracts.ids import proposal_msg_id
+from contracts.outcomes import RoundDecided
+from contracts.releases import ReleaseProposed
+
 # What a restarting server or a stream electing a new leader answers for a few seconds.
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
 
-from bus.connect import connect
-from bus.settings import MeshSettings
-from contracts.outcomes import RoundDecided
-from contracts.releases import ReleaseProposed
-from contracts.ids import proposal_msg_id
-
 
 class MeshClient:
-    def __init__(self, nc: Client, settings: MeshSettings) -> None:
+    def __init__(self, nc: Client, settings: BusSettings) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=settings.publish_timeout_seconds)
         self.settings = settings
         self.subjects = settings.subjects
 
     @classmethod
-    async def connect(cls, settings: MeshSettings, *, name: str = "mesh-client") -> MeshClient:
+    async def connect(cls, settings: BusSettings, *, name: str = "mesh-client") -> MeshClient:
         return cls(await connect(settings, name=name), settings)
 
     async def __aenter__(self) -> MeshClient:

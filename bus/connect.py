@@ -7,10 +7,10 @@ import ssl
 import nats
 from nats.aio.client import Client
 
-from bus.settings import MeshSettings
+from bus.settings import BusSettings
 
 
-def connect_options(settings: MeshSettings, *, name: str) -> dict:
+def connect_options(settings: BusSettings, *, name: str) -> dict:
     """Options of a raw nats-py client (`nats.connect(**options)`).
 
     Reconnect forever: a NATS restart must never take a service down with it.
@@ -29,7 +29,7 @@ def connect_options(settings: MeshSettings, *, name: str) -> dict:
     return options
 
 
-def broker_options(settings: MeshSettings, *, name: str) -> dict:
+def broker_options(settings: BusSettings, *, name: str) -> dict:
     """The same options in FastStream's terms: credentials and TLS go in `security=`."""
     from faststream.nats import NatsCredentials, NatsSecurity
 
@@ -42,7 +42,7 @@ def broker_options(settings: MeshSettings, *, name: str) -> dict:
     return options
 
 
-def tls_context(settings: MeshSettings) -> ssl.SSLContext | None:
+def tls_context(settings: BusSettings) -> ssl.SSLContext | None:
     """A TLS context for a private CA and/or a client certificate; None leaves nats-py's default
     (no TLS for nats:// URLs, the system's CAs for tls:// URLs)."""
     if not (settings.nats_tls_ca or settings.nats_tls_cert):
@@ -54,7 +54,7 @@ def tls_context(settings: MeshSettings) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(settings: MeshSettings, *, name: str) -> Client:
+async def connect(settings: BusSettings, *, name: str) -> Client:
     """A raw nats-py connection (CLI, tests, provisioning)."""
     options = connect_options(settings, name=name)
     # The CLI should fail fast on a wrong URL instead of retrying forever.

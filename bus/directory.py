@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from bus.settings import MeshSettings
+from bus.settings import BusSettings
 from contracts.cards import AgentCard, AgentInstance
 from contracts.envelope import utc_now
 
@@ -58,7 +58,7 @@ class AgentView:
 class AgentDirectory:
     """`await AgentDirectory.watch(nc, settings)`, then query it; `await close()` at the end."""
 
-    def __init__(self, settings: MeshSettings, nc: Client | None = None) -> None:
+    def __init__(self, settings: BusSettings, nc: Client | None = None) -> None:
         self._settings = settings
         self._nc = nc
         self.cards: dict[str, AgentCard] = {}
@@ -68,7 +68,7 @@ class AgentDirectory:
         self.ready = asyncio.Event()
 
     @classmethod
-    async def watch(cls, nc: Client, settings: MeshSettings) -> AgentDirectory:
+    async def watch(cls, nc: Client, settings: BusSettings) -> AgentDirectory:
         directory = cls(settings, nc)
         js = nc.jetstream()
         s = settings.subjects

@@ -1,10 +1,10 @@
 """Errors the mesh raises on purpose, each saying what went wrong and what to do next.
 
-    MeshError
-    ├── NatsServerNotFound     the nats-server binary is not installed
-    ├── NatsServerFailed       the embedded server did not start
-    ├── ProvisioningError      a stream, consumer or bucket could not be made to match
-    └── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
+MeshError
+├── NatsServerNotFound     the nats-server binary is not installed
+├── NatsServerFailed       the embedded server did not start
+├── ProvisioningError      a stream, consumer or bucket could not be made to match
+└── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
 """
 
 

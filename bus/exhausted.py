@@ -12,16 +12,17 @@ process died between writing it and terminating the message) is stored once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict
 
+from bus.dead_letter_writer import DeadLetterWriter
+from bus.delivery import Delivery, Subscription
 from bus.provision import ConsumerSpec
+from bus.settings import BusSettings
 from contracts.deadletters import DeadLetter
-
-if TYPE_CHECKING:
-    from bus.runtime import Agent, Delivery, Subscription
 
 
 class MaxDeliveriesAdvisory(BaseModel):
@@ -35,27 +36,33 @@ class MaxDeliveriesAdvisory(BaseModel):
     deliveries: int
 
 
-def exhausted_subscriptions(agent: Agent) -> list[Subscription]:
-    """One advisory subscription per consumer of `agent` (not shown on its card)."""
-    from bus.runtime import Subscription
-
-    s = agent.settings.subjects
-    subscriptions = []
-    for sub in agent.subscriptions:
+def exhausted_subscriptions(
+    service: str,
+    settings: BusSettings,
+    subscriptions: list[Subscription],
+    *,
+    dead_letters: DeadLetterWriter,
+    connection: Callable[[], Any],
+) -> list[Subscription]:
+    """One advisory subscription per consumer of the service (not shown on its card)."""
+    s = settings.subjects
+    found = []
+    record = _recorder(service, dead_letters, connection)
+    for sub in subscriptions:
         subject = s.max_deliveries_advisory(sub.spec.stream, sub.spec.durable)
         spec = ConsumerSpec(
             s.advisories_stream,
             f"{sub.spec.durable}-exhausted",
             subject,
-            f"{agent.name}: dead-letter what {sub.spec.durable} gave up on",
+            f"{service}: dead-letter what {sub.spec.durable} gave up on",
         )
-        subscriptions.append(Subscription(spec, subject, MaxDeliveriesAdvisory, _recorder(agent)))
-    return subscriptions
+        found.append(Subscription(spec, subject, MaxDeliveriesAdvisory, record))
+    return found
 
 
-def _recorder(agent: Agent):
+def _recorder(service: str, dead_letters: DeadLetterWriter, connection: Callable[[], Any]):
     async def record_exhausted(advisory: MaxDeliveriesAdvisory, delivery: Delivery) -> None:
-        js = agent.broker.connection.jetstream()
+        js = connection().jetstream()
         try:
             original: Any = await js.get_msg(advisory.stream, advisory.stream_seq)
         except NotFoundError:
@@ -72,13 +79,13 @@ def _recorder(agent: Agent):
                 + ("" if original else "; the original message is no longer in its stream")
             ),
             error_type="failed",
-            service=agent.name,
+            service=service,
             stream=advisory.stream,
             stream_seq=advisory.stream_seq,
             consumer=advisory.consumer,
             deliveries=advisory.deliveries,
         )
-        await agent.dead_letters.write_record(record)
+        await dead_letters.write_record(record)
         delivery.log.warning(
             "✗ dead-lettered after max deliveries",
             stream=advisory.stream,

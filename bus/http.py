@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bus.cards import etag
+from bus.card_builder import etag
 
 Scope = dict[str, Any]
 Handler = Callable[[Scope], Awaitable[tuple[int, Any]]]
@@ -31,8 +31,12 @@ def json_endpoint(handler: Handler) -> Callable:
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
         if scope.get("method") not in ("GET", "HEAD"):
-            await _send(send, 405, json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
-                        {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})  # fmt: skip
+            await _send(
+                send,
+                405,
+                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
+                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
+            )
             return
         status, body = await handler(scope)
         payload = json.dumps(body, default=str).encode()
@@ -47,8 +51,12 @@ def cached_document_endpoint(document: Callable[[], dict], *, cache_control: str
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
         if scope.get("method") not in ("GET", "HEAD"):
-            await _send(send, 405, json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
-                        {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})  # fmt: skip
+            await _send(
+                send,
+                405,
+                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
+                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
+            )
             return
         status, payload, headers = conditional_json(document(), header(scope, b"if-none-match"), cache_control)
         await _send(send, status, b"" if scope.get("method") == "HEAD" else payload, headers)

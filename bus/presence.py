@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.micro import ServiceConfig, add_service
 from nats.micro.service import Service
 
-from bus.settings import MeshSettings
+from bus.settings import BusSettings
 from contracts.cards import AgentCard, AgentInstance
 from contracts.envelope import utc_now
 
@@ -32,7 +32,7 @@ class Presence:
         self,
         *,
         nc: Client,
-        settings: MeshSettings,
+        settings: BusSettings,
         card: AgentCard,
         instance_id: str,
         url: str,

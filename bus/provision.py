@@ -23,7 +23,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from bus.settings import MeshSettings
+from bus.settings import BusSettings
 
 DAY = 24 * 3600.0
 
@@ -46,7 +46,7 @@ class Report:
     unchanged: list[str] = field(default_factory=list)
 
 
-def desired_streams(settings: MeshSettings) -> list[StreamConfig]:
+def desired_streams(settings: BusSettings) -> list[StreamConfig]:
     s = settings.subjects
 
     def stream(name: str, subjects: list[str], max_age: float, **extra) -> StreamConfig:
@@ -66,19 +66,23 @@ def desired_streams(settings: MeshSettings) -> list[StreamConfig]:
         stream(s.reviews_stream, [s.reviews], 7 * DAY, description="Reviewers' decisions."),
         stream(s.outcomes_stream, [s.outcomes], 30 * DAY, description="One outcome per round."),
         stream(
-            s.deadlines_stream, [s.deadlines], 7 * DAY,
+            s.deadlines_stream,
+            [s.deadlines],
+            7 * DAY,
             description="Round deadlines, fired by the server (message schedules).",
             allow_msg_schedules=True,
-        ),  # fmt: skip
+        ),
         stream(s.dead_letter_stream, [s.dead_letters], 30 * DAY, description="Messages that could not be processed."),
         stream(
-            s.advisories_stream, [s.max_deliveries_advisory(name) for name in s.data_streams], 7 * DAY,
+            s.advisories_stream,
+            [s.max_deliveries_advisory(name) for name in s.data_streams],
+            7 * DAY,
             description="The server's max-deliveries advisories, kept until a service dead-letters the message.",
-        ),  # fmt: skip
+        ),
     ]
 
 
-def desired_buckets(settings: MeshSettings) -> list[KeyValueConfig]:
+def desired_buckets(settings: BusSettings) -> list[KeyValueConfig]:
     return [
         KeyValueConfig(
             bucket=settings.subjects.rounds_bucket,
@@ -107,7 +111,7 @@ def desired_buckets(settings: MeshSettings) -> list[KeyValueConfig]:
     ]
 
 
-def desired_object_stores(settings: MeshSettings) -> list[ObjectStoreConfig]:
+def desired_object_stores(settings: BusSettings) -> list[ObjectStoreConfig]:
     return [
         ObjectStoreConfig(
             bucket=settings.subjects.dead_letter_payloads_bucket,
@@ -119,7 +123,7 @@ def desired_object_stores(settings: MeshSettings) -> list[ObjectStoreConfig]:
     ]
 
 
-def consumer_config(settings: MeshSettings, spec: ConsumerSpec) -> ConsumerConfig:
+def consumer_config(settings: BusSettings, spec: ConsumerSpec) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=spec.durable,
         description=spec.description or None,
@@ -151,7 +155,7 @@ def _diff(current: object, desired: object, fields: tuple[str, ...]) -> list[str
 
 async def provision(
     js: JetStreamContext,
-    settings: MeshSettings,
+    settings: BusSettings,
     consumers: list[ConsumerSpec] = (),
     *,
     reconcile: bool,

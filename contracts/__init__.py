@@ -4,11 +4,11 @@ Import the models from here; each lives in a module named for what it describes.
 """
 
 from contracts.deadletters import DeadLetter
+from contracts.deadlines import RoundDeadline
 from contracts.envelope import Envelope
 from contracts.outcomes import Outcome, RoundDecided
 from contracts.releases import Change, ReleaseProposed
 from contracts.reviews import AttemptStatus, Finding, ModelAttempt, ReviewSubmitted, Severity, TokenUsage, Verdict
-from contracts.rounds import RoundDeadline
 from contracts.subjects import Subjects
 
 __all__ = [

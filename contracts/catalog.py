@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from contracts.deadletters import DeadLetter
+from contracts.deadlines import RoundDeadline
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
-from contracts.rounds import RoundDeadline
 
 
 @dataclass(frozen=True)

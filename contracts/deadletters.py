@@ -76,7 +76,7 @@ class DeadLetter(BaseModel):
         """The original payload; raises `ValueError` when the record only holds its start."""
         if self.payload_truncated:
             raise ValueError(
-                "this dead letter holds only the start of its payload; `bus.dlq.original_payload` fetches the "
+                "this dead letter holds only the start of its payload; `bus.ops.dead_letters.original_payload` fetches the "
                 "whole of it from the object store"
             )
         return self.kept_payload()

@@ -1,13 +1,15 @@
 """Message ids (`Nats-Msg-Id`): deterministic, so a retried or redelivered publish is stored once.
 
 Each id names what the message *is* — one proposal of one revision, one reviewer's review of
-it, its deadline, its outcome — never when or by whom it was sent. A revision is a release id
-plus the `content_digest` of what is proposed: changed content is a new revision, with ids of
-its own, so the stream's dedupe never swallows it.
+it, its deadline, its outcome, one dead-letter record, one replay of it — never when or by whom
+it was sent. A revision is a release id plus the `content_digest` of what is proposed: changed
+content is a new revision, with ids of its own, so the stream's dedupe never swallows it.
+Every `Nats-Msg-Id` the mesh sets is built here.
 """
 
 from __future__ import annotations
 
+from contracts.deadletters import DeadLetter
 from contracts.reviews import ReviewSubmitted
 from contracts.subjects import subject_token
 
@@ -36,3 +38,16 @@ def deadline_msg_id(release_id: str, digest: str, at: str) -> str:
 
 def outcome_msg_id(release_id: str, digest: str) -> str:
     return f"outcome:{subject_token(release_id)}:{digest}"
+
+
+def dead_letter_msg_id(record: DeadLetter) -> str:
+    """One record per original message and consumer, however often (and by whom) it is written.
+
+    Also the name of the object holding an offloaded payload (`DeadLetter.payload_object`).
+    """
+    return f"dlq:{record.stream}:{record.stream_seq}:{record.consumer}"
+
+
+def replay_msg_id(dead_letter_stream: str, seq: int) -> str:
+    """A replay of dead-letter record `seq`: replaying it twice within the duplicate window stores it once."""
+    return f"replay:{dead_letter_stream}:{seq}"

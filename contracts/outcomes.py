@@ -17,6 +17,14 @@ class Outcome(StrEnum):
     ESCALATED = "escalated"
 
 
+class Fallback(StrEnum):
+    """What a reviewer that has not answered by the deadline counts as (`MESH_FALLBACKS`)."""
+
+    BLOCK = "block"  # a reject
+    APPROVE_WITH_WARNING = "approve_with_warning"  # an approval, and the reason says so
+    ESCALATE = "escalate"  # a needs_human
+
+
 class RejectedReview(BaseModel):
     """A review the round refused to count, and why (it never decides anything)."""
 
@@ -44,7 +52,9 @@ class RoundDecided(Envelope):
     reviews: list[ReviewSubmitted] = Field(default_factory=list, description="Every review counted.")
     missing: list[str] = Field(default_factory=list, description="Expected reviewers that never answered.")
     fallbacks_applied: dict[str, str] = Field(
-        default_factory=dict, description="Fallback used for each missing reviewer.", examples=[{"compliance": "escalate"}]
+        default_factory=dict,
+        description="Fallback used for each missing reviewer.",
+        examples=[{"compliance": "escalate"}],
     )
     expected: list[str] = Field(default_factory=list, description="Reviewers the round waited for.")
     required: list[str] = Field(

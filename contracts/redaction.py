@@ -65,10 +65,14 @@ _URL_USERINFO = re.compile(
 # Known credential formats, matched anywhere; each starts where its run of characters starts.
 # With each, the lower-cased literals one of which a text must hold for it to be worth running.
 _FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}(?![A-Za-z0-9])",  # AWS key id
-     ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa")),
-    (r"(?<![A-Za-z0-9_-])sk-(?:ant-(?:api\d\d-)?|proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]{0,60}\d)[A-Za-z0-9_-]{20,}",
-     ("sk-",)),  # Anthropic, OpenAI
+    (
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}(?![A-Za-z0-9])",  # AWS key id
+        ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa"),
+    ),
+    (
+        r"(?<![A-Za-z0-9_-])sk-(?:ant-(?:api\d\d-)?|proj-|svcacct-|admin-)?(?=[A-Za-z0-9_-]{0,60}\d)[A-Za-z0-9_-]{20,}",
+        ("sk-",),
+    ),  # Anthropic, OpenAI
     (r"(?<![A-Za-z0-9_])[rs]k_(?:live|test)_[A-Za-z0-9]{16,}", ("k_live_", "k_test_")),  # Stripe
     (r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub
     (r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,}", ("github_pat_",)),
@@ -77,9 +81,12 @@ _FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}", ("aiza",)),  # Google API key
     (r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", ("eyj",)),  # JWT
     # A PEM private key, header to footer; with no footer, to the end (fail closed).
-    (r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[^-]*(?:-(?!----)[^-]*)*"
-     r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?", ("-----begin",)),
-)  # fmt: skip
+    (
+        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[^-]*(?:-(?!----)[^-]*)*"
+        r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?",
+        ("-----begin",),
+    ),
+)
 # A dict key (a log field, a header name, a JSON member) whose value is a secret whole.
 _SECRET_KEY = re.compile(
     rf"(?i){_SECRET_WORD}|authori[sz]ation|cookie|^(?:x-)?api-?key$|(?<![a-z])token(?!s)(?!_?(?:count|type|usage|limit))"

@@ -44,9 +44,7 @@ class ReleaseProposed(Envelope):
         },
     )
 
-    release_id: str = Field(
-        min_length=1, max_length=200, description="Unique id of the release.", examples=["rel-42"]
-    )
+    release_id: str = Field(min_length=1, max_length=200, description="Unique id of the release.", examples=["rel-42"])
     service: str = Field(min_length=1, description="Service being released.", examples=["payments-api"])
     version: str = Field(min_length=1, description="Version being released.", examples=["2.4.0"])
     title: str = Field(default="", description="One-line summary.", examples=["Add refund endpoint"])

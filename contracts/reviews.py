@@ -55,12 +55,7 @@ class TokenUsage(BaseModel):
 
     @property
     def total(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_input_tokens
-            + self.cache_creation_input_tokens
-        )
+        return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in TokenUsage.model_fields})
@@ -76,7 +71,9 @@ class AttemptStatus(StrEnum):
 class ModelAttempt(BaseModel):
     """One step of a reviewer's model chain: which model was asked, or passed over, and why."""
 
-    model: str = Field(max_length=200, description="Model id of this step, or `offline-rules`.", examples=["claude-sonnet-4-6"])
+    model: str = Field(
+        max_length=200, description="Model id of this step, or `offline-rules`.", examples=["claude-sonnet-4-6"]
+    )
     status: AttemptStatus = Field(description="answered, escalated, failed or skipped.", examples=["failed"])
     reason: str = Field(
         default="",
@@ -157,15 +154,18 @@ class ReviewSubmitted(Envelope):
             self.findings = ranked[:MAX_FINDINGS]
         # Copies, not edits: the findings may be shared with whoever built this review.
         self.findings = [
-            f.model_copy(update={
-                "message": redact(_clip(f.message, MAX_MESSAGE_CHARS)),
-                "file": None if f.file is None else redact(_clip(f.file, MAX_PATH_CHARS)),
-            })
+            f.model_copy(
+                update={
+                    "message": redact(_clip(f.message, MAX_MESSAGE_CHARS)),
+                    "file": None if f.file is None else redact(_clip(f.file, MAX_PATH_CHARS)),
+                }
+            )
             for f in self.findings
-        ]  # fmt: skip
+        ]
         self.rationale = redact(_clip(self.rationale, MAX_RATIONALE_CHARS))
         self.attempts = [
-            a.model_copy(update={"reason": redact(_clip(a.reason, MAX_MESSAGE_CHARS))}) for a in self.attempts[:MAX_ATTEMPTS]
+            a.model_copy(update={"reason": redact(_clip(a.reason, MAX_MESSAGE_CHARS))})
+            for a in self.attempts[:MAX_ATTEMPTS]
         ]
         return self
 

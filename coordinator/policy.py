@@ -29,13 +29,18 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.outcomes import Outcome
+from contracts.outcomes import Fallback, Outcome
 from contracts.reviews import Verdict
 
 FALLBACK_VOTES: dict[str, Verdict] = {
-    "block": Verdict.REJECT,
-    "approve_with_warning": Verdict.APPROVE,
-    "escalate": Verdict.NEEDS_HUMAN,
+    Fallback.BLOCK: Verdict.REJECT,
+    Fallback.APPROVE_WITH_WARNING: Verdict.APPROVE,
+    Fallback.ESCALATE: Verdict.NEEDS_HUMAN,
+}
+_FALLBACK_EFFECTS: dict[str, str] = {
+    Fallback.BLOCK: "blocks",
+    Fallback.APPROVE_WITH_WARNING: "approves with a warning",
+    Fallback.ESCALATE: "escalates",
 }
 
 # Beyond this many pending reviewers, enumerating every possible answer costs more than
@@ -119,14 +124,15 @@ def decide(
     """
     if not expected:
         return Decision(
-            Outcome.ESCALATED, "Escalated: no live reviewer offers a review skill for this event, so nobody could approve it."
+            Outcome.ESCALATED,
+            "Escalated: no live reviewer offers a review skill for this event, so nobody could approve it.",
         )
     counted = {name: verdicts[name] for name in expected if name in verdicts}
     pending = [name for name in expected if name not in counted]
 
     if deadline_passed:
         votes = dict(counted)
-        applied = {name: fallbacks.get(name, "escalate") for name in pending}
+        applied = {name: fallbacks.get(name, Fallback.ESCALATE) for name in pending}
         votes.update({name: FALLBACK_VOTES[fallback] for name, fallback in applied.items()})
         outcome = policy.apply([votes[name] for name in expected])
         return Decision(
@@ -182,8 +188,7 @@ def explain(
     if approved:
         parts.append(f"{joined(approved)} approved")
     for name, fallback in applied.items():
-        effect = {"block": "blocks", "approve_with_warning": "approves with a warning", "escalate": "escalates"}[fallback]
-        parts.append(f"{name} did not answer by the deadline and its fallback {effect}")
+        parts.append(f"{name} did not answer by the deadline and its fallback {_FALLBACK_EFFECTS[fallback]}")
     if pending:
         parts.append(f"no answer from {joined(list(pending))} could change that")
     head = outcome.value.capitalize()

@@ -20,15 +20,20 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, PrivateAttr
 
 from contracts.envelope import utc_now
-from contracts.outcomes import Outcome, RejectedReview, RoundDecided
+from contracts.outcomes import Fallback, Outcome, RejectedReview, RoundDecided
 from contracts.releases import ReleaseProposed
-from contracts.reviews import ReviewSubmitted, TokenUsage, Verdict
+from contracts.reviews import ReviewSubmitted, Severity, TokenUsage, Verdict
 from coordinator.policy import Decision, Policy, decide
 
 # Bounds on what a round keeps besides its counted reviews (one KV value holds it all).
 MAX_EARLY_PER_REVIEWER = 2  # reviews that came before the proposal, per known reviewer
 MAX_REJECTED = 20  # rejected reviews listed; beyond that only counted
-MAX_PROPOSAL_IDS = 8  # event ids of proposals of this revision (a resend after the dedupe window)
+MAX_PROPOSAL_IDS = 8
+COMPACT_FINDINGS = 5  # findings a review keeps once its round has grown large (see `compact`)
+COMPACT_RATIONALE_CHARS = 500
+_SEVERITIES = list(
+    Severity
+)  # most severe first  # event ids of proposals of this revision (a resend after the dedupe window)
 
 _STRICTNESS = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
 _OTHER_PROPOSAL = "it answers no proposal of this round (its causation_id is not one of their event ids)"
@@ -147,7 +152,7 @@ class Round(BaseModel):
         self.expected = list(expected)
         self.required = [name for name in required if name in expected]
         self.policy = str(policy)
-        self.fallbacks = {name: fallbacks.get(name, "escalate") for name in expected}
+        self.fallbacks = {name: fallbacks.get(name, Fallback.ESCALATE.value) for name in expected}
         self.opened_at = now
         self.proposal_stored_at = stored_at
         self.deadline = now + timedelta(seconds=deadline_seconds)
@@ -265,7 +270,9 @@ class Round(BaseModel):
         self, review: ReviewSubmitted, known: frozenset[str] | set[str], stored_at: datetime | None = None
     ) -> bool:
         if review.reviewer not in known:
-            self._note = f"rejected: {review.reviewer} is not a reviewer of this mesh, and the round has no proposal yet"
+            self._note = (
+                f"rejected: {review.reviewer} is not a reviewer of this mesh, and the round has no proposal yet"
+            )
             return False
         kept = self.early_reviews.setdefault(review.reviewer, [])
         if any(r.event_id == review.event_id for r in kept):
@@ -293,10 +300,39 @@ class Round(BaseModel):
         if len(self.rejected) >= MAX_REJECTED:
             self.rejected_overflow += 1
         else:
-            self.rejected.append(RejectedReview(reviewer=review.reviewer[:100], event_id=review.event_id[:100], reason=reason[:300]))
+            self.rejected.append(
+                RejectedReview(reviewer=review.reviewer[:100], event_id=review.event_id[:100], reason=reason[:300])
+            )
         return True
 
     # --- decision ---------------------------------------------------------------------
+
+    def compact(self) -> bool:
+        """Trim every stored review to its verdict, a short rationale and its most severe
+        findings (the rest counted in `findings_omitted`); True when anything was cut.
+
+        What decides a round — who reviewed, and each verdict — is kept whole.
+        """
+        changed = False
+
+        def trimmed(review: ReviewSubmitted) -> ReviewSubmitted:
+            nonlocal changed
+            if len(review.findings) <= COMPACT_FINDINGS and len(review.rationale) <= COMPACT_RATIONALE_CHARS:
+                return review
+            changed = True
+            kept = sorted(review.findings, key=lambda f: _SEVERITIES.index(f.severity))[:COMPACT_FINDINGS]
+            return review.model_copy(
+                update={
+                    "findings": kept,
+                    "findings_omitted": review.findings_omitted + len(review.findings) - len(kept),
+                    "rationale": review.rationale[:COMPACT_RATIONALE_CHARS],
+                }
+            )
+
+        self.reviews = {name: trimmed(review) for name, review in self.reviews.items()}
+        self.early_reviews = {name: [trimmed(r) for r in kept] for name, kept in self.early_reviews.items()}
+        self.late_reviews = [trimmed(review) for review in self.late_reviews]
+        return changed
 
     def settle(self, *, now: datetime, deadline_passed: bool = False) -> None:
         decision = decide(
@@ -305,7 +341,9 @@ class Round(BaseModel):
             verdicts={name: review.verdict for name, review in self.reviews.items()},
             fallbacks=self.fallbacks,
             deadline_passed=deadline_passed,
-            finding_counts={name: len(review.findings) + review.findings_omitted for name, review in self.reviews.items()},
+            finding_counts={
+                name: len(review.findings) + review.findings_omitted for name, review in self.reviews.items()
+            },
         )
         if decision is not None:
             self._conclude(decision, now=now)

@@ -11,30 +11,31 @@ does them again harmlessly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from nats.js.errors import NotFoundError
 
 from bus.directory import AgentDirectory
 from bus.errors import InvalidMessage
 from bus.runtime import Agent, Delivery
-from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
+from contracts.deadlines import RoundDeadline, rfc3339_ceil
 from contracts.envelope import utc_now
 from contracts.ids import deadline_msg_id, outcome_msg_id, review_msg_id
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
-from contracts.rounds import RoundDeadline
 from coordinator.policy import Policy
 from coordinator.rounds import Round, RoundState
+from coordinator.settings import CoordinatorSettings
 from coordinator.store import RoundStore
+
+MAX_OPTIONAL_REVIEWERS = 8  # reviewers a round may add to the required ones
 
 
 class Coordinator:
-    def __init__(self, *, settings: MeshSettings, agent: Agent, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, *, settings: CoordinatorSettings, agent: Agent, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.subjects = settings.subjects
         self.agent = agent
@@ -74,7 +75,10 @@ class Coordinator:
         if self.directory is not None and self.directory.synced:
             optional.update(self.directory.reviewers_for(event_type))
         optional.difference_update(self.settings.exclude_reviewers)
-        return sorted(optional.union(required)), required
+        optional.difference_update(required)
+        # Anyone who can write a card can make an agent "live": a round waits for a few of them at most.
+        added = sorted(optional)[:MAX_OPTIONAL_REVIEWERS]
+        return sorted([*required, *added]), required
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -86,30 +90,40 @@ class Coordinator:
         # The deadline is scheduled before the round is opened, so an open round always has one:
         # a proposal that cannot schedule it is retried, then dead-lettered, and opens nothing.
         await self._schedule_deadline(proposal.release_id, digest, deadline, proposal.event_id, delivery)
-        decided = _Decided()
-        round_, changed = await self.store.mutate(
+        opened = await self.store.mutate(
             proposal.release_id,
             digest,
-            self._deciding(delivery, decided=decided, transition=lambda r: r.open(
-                proposal,
-                expected=expected,
-                required=required,
-                policy=self.policy,
-                fallbacks={name: self.settings.fallback_for(name) for name in expected},
-                deadline_seconds=self.settings.deadline_seconds,
-                now=now,
-                stored_at=_stored_at(delivery),
-            )),
+            self._deciding(
+                delivery,
+                lambda r: r.open(
+                    proposal,
+                    expected=expected,
+                    required=required,
+                    policy=self.policy,
+                    fallbacks={name: self.settings.fallback_for(name) for name in expected},
+                    deadline_seconds=self.settings.deadline_seconds,
+                    now=now,
+                    stored_at=_stored_at(delivery),
+                ),
+            ),
             likely_new=True,  # skips a read; a create that finds the round reads it then
-        )  # fmt: skip
-        delivery.log.info(round_.note or "duplicate proposal ignored", state=round_.state, expected=round_.expected,
-                          digest=digest[:12])  # fmt: skip
-        if round_.state == RoundState.OPEN and _rfc3339_ceil(round_.deadline) != _rfc3339_ceil(deadline):
+        )
+        round_ = opened.round
+        delivery.log.info(
+            round_.note or "duplicate proposal ignored",
+            state=round_.state,
+            expected=round_.expected,
+            digest=digest[:12],
+        )
+        if round_.state == RoundState.OPEN and rfc3339_ceil(round_.deadline) != rfc3339_ceil(deadline):
             # Opened by an earlier delivery of this proposal: our schedule replaced its own (one
             # schedule per round subject), so put the round's deadline back. Within the duplicate
             # window the server keeps ours instead, and the round closes that much later.
-            await self._schedule_deadline(round_.release_id, digest, round_.deadline, round_.proposal_event_id, delivery)
-        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
+            await self._schedule_deadline(
+                round_.release_id, digest, round_.deadline, round_.proposal_event_id, delivery
+            )
+        await self._ensure_outcome(round_, delivery, decided_now=opened.decided)
+        return opened
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
         # A review speaks for the reviewer its subject names, about the revision it names.
@@ -125,47 +139,45 @@ class Coordinator:
         msg_id = (delivery.message.headers or {}).get("Nats-Msg-Id")
         if msg_id != review_msg_id(review):
             # Else a review published first under another's id would make the stream drop that one.
-            raise InvalidMessage(f"the review's Nats-Msg-Id is {msg_id!r}; a review is published as {review_msg_id(review)!r}")
+            raise InvalidMessage(
+                f"the review's Nats-Msg-Id is {msg_id!r}; a review is published as {review_msg_id(review)!r}"
+            )
         known = frozenset(self.reviewers_for("release.proposed")[0])
-        decided = _Decided()
-        round_, changed = await self.store.mutate(
+        recorded = await self.store.mutate(
             review.release_id,
             review.content_digest,
             self._deciding(
-                delivery, lambda r: r.record(review, now=self.clock(), known=known, stored_at=_stored_at(delivery)), decided
+                delivery, lambda r: r.record(review, now=self.clock(), known=known, stored_at=_stored_at(delivery))
             ),
         )
+        round_ = recorded.round
         note = round_.note or "duplicate review ignored"
         log = delivery.log.warning if "rejected" in note else delivery.log.info
         log(note, reviewer=review.reviewer, verdict=review.verdict.value, digest=review.content_digest[:12])
-        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
+        await self._ensure_outcome(round_, delivery, decided_now=recorded.decided)
+        return recorded
 
     async def handle_round_deadline(self, tick: RoundDeadline, delivery: Delivery) -> None:
-        decided = _Decided()
-        round_, changed = await self.store.mutate(
-            tick.release_id, tick.content_digest, self._deciding(delivery, lambda r: r.expire(now=self.clock()), decided)
+        expired = await self.store.mutate(
+            tick.release_id, tick.content_digest, self._deciding(delivery, lambda r: r.expire(now=self.clock()))
         )
-        if changed:
+        round_ = expired.round
+        if expired.changed:
             delivery.log.info("deadline passed", missing=round_.decision.missing if round_.decision else [])
-        await self._ensure_outcome(round_, delivery, decided_now=changed and decided.now)
+        await self._ensure_outcome(round_, delivery, decided_now=expired.decided)
+        return expired
 
     # --- effects ------------------------------------------------------------------------
 
-    def _deciding(
-        self, delivery: Delivery, transition: Callable[[Round], bool], decided: _Decided | None = None
-    ) -> Callable[[Round], bool]:
+    def _deciding(self, delivery: Delivery, transition: Callable[[Round], bool]) -> Callable[[Round], bool]:
         """`transition`; if it decides the round, this message becomes the outcome's publisher
-        in the same compare-and-set write, so no other handler or replica publishes it.
-        `decided.now` tells whether the write that was kept (the last attempt) decided it."""
+        in the same compare-and-set write, so no other handler or replica publishes it."""
 
         def apply(round_: Round) -> bool:
             was_open = round_.state != RoundState.DECIDED
             changed = transition(round_)
-            decided_now = changed and was_open and round_.state == RoundState.DECIDED
-            if decided_now:
+            if changed and was_open and round_.state == RoundState.DECIDED:
                 round_.claim_outcome(_message_ref(delivery), now=self.clock(), lease=self._lease)
-            if decided is not None:
-                decided.now = decided_now
             return changed
 
         return apply
@@ -177,13 +189,14 @@ class Coordinator:
     async def _publish_outcome_once(self, round_: Round, delivery: Delivery, *, decided_now: bool) -> None:
         me = _message_ref(delivery)
         if round_.publisher != me:  # not ours: take it over only if its holder is gone
-            round_, mine = await self.store.mutate(
+            claimed = await self.store.mutate(
                 round_.release_id,
                 round_.content_digest,
                 lambda r: r.claim_outcome(me, now=self.clock(), lease=self._lease),
             )
-            if not mine:
+            if not claimed.changed:
                 return
+            round_ = claimed.round
             decided_now = False
         # If this very write decided the round, nobody can have published its outcome. Otherwise
         # it may have been published before a crash, longer ago than the duplicate window.
@@ -208,7 +221,7 @@ class Coordinator:
 
         The server keeps one schedule per subject (a newer one replaces it), and the message id
         carries the time, so rescheduling to another time is never mistaken for a duplicate."""
-        at = _rfc3339_ceil(deadline)
+        at = rfc3339_ceil(deadline)
         tick = RoundDeadline(
             release_id=release_id,
             content_digest=digest,
@@ -232,19 +245,9 @@ class Coordinator:
             self.subjects.round_decided(outcome.release_id, outcome.content_digest),
             msg_id=outcome_msg_id(outcome.release_id, outcome.content_digest),
         )
-        delivery.log.info("outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate)
-
-
-class _Decided:
-    """Set by a transition: did the write that was kept decide the round?"""
-
-    now: bool = False
-
-
-def _rfc3339_ceil(moment: datetime) -> str:
-    """Milliseconds, rounded up: a deadline may fire a little late, never early."""
-    millis = math.ceil(moment.timestamp() * 1000)
-    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        delivery.log.info(
+            "outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate
+        )
 
 
 def agent_named_after(skill_id: str) -> str:
@@ -274,7 +277,7 @@ SKILL = AgentSkill(
 )
 
 
-def build_coordinator(settings: MeshSettings, *, clock: Callable[[], datetime] = utc_now) -> Agent:
+def build_coordinator(settings: CoordinatorSettings, *, clock: Callable[[], datetime] = utc_now) -> Agent:
     agent = Agent(
         "coordinator",
         settings=settings,
@@ -285,15 +288,15 @@ def build_coordinator(settings: MeshSettings, *, clock: Callable[[], datetime] =
     s = settings.subjects
     agent.publishes(s.rounds_decided, RoundDecided)
     agent.publishes(s.deadline_schedules, RoundDeadline)
-    agent.consumes(stream=s.events_stream, subject=s.release_proposed, model=ReleaseProposed, durable="coordinator-proposals")(
-        coordinator.handle_release_proposed
-    )
+    agent.consumes(
+        stream=s.events_stream, subject=s.release_proposed, model=ReleaseProposed, durable="coordinator-proposals"
+    )(coordinator.handle_release_proposed)
     agent.consumes(stream=s.reviews_stream, subject=s.reviews, model=ReviewSubmitted, durable="coordinator-reviews")(
         coordinator.handle_review_submitted
     )
-    agent.consumes(stream=s.deadlines_stream, subject=s.deadlines_fired, model=RoundDeadline, durable="coordinator-deadlines")(
-        coordinator.handle_round_deadline
-    )
+    agent.consumes(
+        stream=s.deadlines_stream, subject=s.deadlines_fired, model=RoundDeadline, durable="coordinator-deadlines"
+    )(coordinator.handle_round_deadline)
     agent.on_start.append(coordinator.connect)
     agent.on_stop.append(coordinator.disconnect)
     return agent

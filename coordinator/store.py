@@ -19,22 +19,35 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.subjects import subject_token
-from coordinator.rounds import Round, new_round
+from coordinator.rounds import Round, RoundState, new_round
 
 Transition = Callable[[Round], bool]
 
 _MAX_ATTEMPTS = 50
+# A round this large keeps only the verdicts and the most severe findings of its reviews, so no
+# crowd of reviewers can push it towards the KV value limit (1 MiB) and lose its outcome.
+COMPACT_FROM_BYTES = 256 * 1024
 _REMEMBERED = 4096  # rounds whose last write is kept; older ones are simply read again
 
 
 def round_key(release_id: str, digest: str) -> str:
     """`<release>.<digest>`: one key per revision (KV keys may hold dots; tokens never do)."""
     return f"{subject_token(release_id)}.{subject_token(digest)}" if digest else subject_token(release_id)
+
+
+class Mutation(NamedTuple):
+    """What one `mutate` did: the round as stored, whether it changed, and whether that very
+    write decided it (then nobody can have published its outcome yet)."""
+
+    round: Round
+    changed: bool
+    decided: bool
 
 
 class RoundConflict(RuntimeError):
@@ -55,9 +68,8 @@ class RoundStore:
 
     async def mutate(
         self, release_id: str, digest: str, transition: Transition, *, likely_new: bool = False
-    ) -> tuple[Round, bool]:
-        """Apply `transition` to the round of one revision atomically; returns the stored round
-        and whether it changed.
+    ) -> Mutation:
+        """Apply `transition` to the round of one revision atomically; returns what happened.
 
         `likely_new` skips the first read of a round this store has not seen (a proposal's
         round usually does not exist yet): the write is then a create, which fails if the
@@ -76,7 +88,7 @@ class RoundStore:
 
     async def _mutate(
         self, key: str, release_id: str, digest: str, transition: Transition, likely_new: bool
-    ) -> tuple[Round, bool]:
+    ) -> Mutation:
         for _ in range(_MAX_ATTEMPTS):
             remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
             if remembered is not None:
@@ -87,11 +99,14 @@ class RoundStore:
             else:
                 current, revision = await self._load(key)
                 round_ = current or new_round(release_id, digest)
+            was_decided = round_.state == RoundState.DECIDED
             if not transition(round_):
                 if remembered is not None:
                     continue  # "nothing to do" may be stale: ask the bucket
-                return round_, False
+                return Mutation(round_, changed=False, decided=False)
             data = round_.model_dump_json().encode()
+            if len(data) > COMPACT_FROM_BYTES and round_.compact():
+                data = round_.model_dump_json().encode()
             try:
                 if revision is None:
                     revision = await self._kv.create(key, data)
@@ -103,7 +118,7 @@ class RoundStore:
                 self._written[key] = (data, revision)
                 if len(self._written) > self._remember:
                     self._written.popitem(last=False)
-            return round_, True
+            return Mutation(round_, changed=True, decided=not was_decided and round_.state == RoundState.DECIDED)
         raise RoundConflict(f"round {release_id!r} changed {_MAX_ATTEMPTS} times while we tried to update it")
 
     async def _load(self, key: str) -> tuple[Round | None, int | None]:
@@ -114,18 +129,3 @@ class RoundStore:
         if entry.value is None:  # deleted or expired key (limit markers)
             return None, None
         return Round.model_validate_json(entry.value), entry.revision
-
-    async def open_rounds(self) -> list[Round]:
-        """Every round not yet decided (for `mesh status` and deadline recovery)."""
-        rounds: list[Round] = []
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return rounds
-        for key in keys:
-            entry = await self._kv.get(key)
-            if entry.value:
-                round_ = Round.model_validate_json(entry.value)
-                if round_.decision is None:
-                    rounds.append(round_)
-        return rounds

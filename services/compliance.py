@@ -4,9 +4,9 @@ Run it alone with `mesh run compliance` (or `faststream run services.compliance:
 """
 
 from bus.runtime import Agent, lazy_app
-from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
 from services.review.reviewer import build_reviewer
+from services.review.settings import ReviewerSettings
 
 SKILL = AgentSkill(
     id="review.compliance",
@@ -19,7 +19,7 @@ SKILL = AgentSkill(
 )
 
 
-def build(settings: MeshSettings) -> Agent:
+def build(settings: ReviewerSettings) -> Agent:
     return build_reviewer(
         "compliance",
         settings=settings,
@@ -29,4 +29,4 @@ def build(settings: MeshSettings) -> Agent:
     )
 
 
-__getattr__ = lazy_app(build)  # `app`, for `faststream run services.compliance:app`
+__getattr__ = lazy_app(build, settings_type=ReviewerSettings)  # `app`, for `faststream run services.compliance:app`

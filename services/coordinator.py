@@ -6,7 +6,8 @@ Run it alone with `mesh run coordinator` (or `faststream run services.coordinato
 
 from bus.runtime import lazy_app
 from coordinator.service import build_coordinator as build
+from coordinator.settings import CoordinatorSettings
 
-__getattr__ = lazy_app(build)  # `app`, for `faststream run services.coordinator:app`
+__getattr__ = lazy_app(build, settings_type=CoordinatorSettings)  # `app`, for `faststream run services.coordinator:app`
 
 __all__ = ["build"]

@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from bus.directory import AgentDirectory, AgentView
 from bus.http import PROBLEM_JSON, conditional_json, problem
 from bus.runtime import Agent, lazy_app
-from bus.settings import MeshSettings
+from bus.settings import BusSettings
 from contracts.cards import HTTP_BINDING, AgentSkill
+from contracts.validation import describe_errors
 
 SKILL = AgentSkill(
     id="registry.lookup",
@@ -33,7 +34,7 @@ NAME = r"^[A-Za-z0-9_-]{1,64}$"
 TOKEN = r"^[A-Za-z0-9._:-]{1,100}$"
 
 
-def build(settings: MeshSettings) -> Agent:
+def build(settings: BusSettings) -> Agent:
     return Agent(
         "registry",
         settings=settings,
@@ -90,7 +91,7 @@ def http_app(agent: Agent) -> FastAPI:
 
     @api.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        detail = "; ".join(describe_errors(exc.errors(), whole="", skip=1))  # skip `query`/`path`
         return JSONResponse(problem(400, "Bad request", detail), 400, media_type=PROBLEM_JSON)
 
     @api.get("/agents", summary="List agents, live ones by default")
@@ -99,7 +100,9 @@ def http_app(agent: Agent) -> FastAPI:
         skill: Annotated[str | None, Query(pattern=TOKEN, description="Skill id, e.g. review.security.")] = None,
         tag: Annotated[str | None, Query(pattern=TOKEN, description="Skill tag, e.g. release.proposed.")] = None,
         q: Annotated[str | None, Query(min_length=1, max_length=200, description="Free text.")] = None,
-        include: Annotated[Literal["stale"] | None, Query(description="`stale` adds agents with no live instance.")] = None,
+        include: Annotated[
+            Literal["stale"] | None, Query(description="`stale` adds agents with no live instance.")
+        ] = None,
     ) -> dict:
         unknown = sorted(set(request.query_params) - FILTERS)
         if unknown:
@@ -144,4 +147,4 @@ def _cacheable(request: Request, document: dict) -> Response:
     return Response(payload, status, headers=headers)
 
 
-__getattr__ = lazy_app(build, serve=http_app)  # `app`, for `uvicorn services.registry:app`
+__getattr__ = lazy_app(build, settings_type=BusSettings, serve=http_app)  # `app`, for `uvicorn services.registry:app`

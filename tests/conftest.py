@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.embedded import EmbeddedNats, free_port
-from bus.settings import MeshSettings
+from bus.ops.embedded import EmbeddedNats, free_port
+from bus.ops.settings import MeshSettings
 
 
 def _docker_engine_answers() -> bool:
@@ -40,11 +40,7 @@ def _container_nats() -> Iterator[str]:
     port = free_port()
     image = os.environ.get("MESH_TEST_NATS_IMAGE", "nats:2.15")
     # Host networking on loopback: test traffic never goes to a bridge address.
-    container = (
-        DockerContainer(image)
-        .with_kwargs(network_mode="host")
-        .with_command(f"-js -a 127.0.0.1 -p {port}")
-    )
+    container = DockerContainer(image).with_kwargs(network_mode="host").with_command(f"-js -a 127.0.0.1 -p {port}")
     with container:
         wait_for_logs(container, "Server is ready", timeout=30)
         yield f"nats://127.0.0.1:{port}"

@@ -8,10 +8,11 @@
     chain.py       an agent's ordered fallback chain (ending in `offline`) and the walk along it
     pricing.py     price table → cost per call
     budget.py      a per-round budget, and the meter of one chain step
-    config.py      these settings, read from `MeshSettings`
+    settings.py    LLMSettings: the key, the model and every `MESH_LLM_*` setting
+    config.py      checks of those settings, and each agent's chain
     setting_text.py  JSON or compact `name=…` values of those settings
     fake/          a protocol-faithful fake Anthropic server, for tests and `mesh bench llm`
     bench.py       `mesh bench llm`
 
-Import from the modules; this package imports nothing, so `bus.settings` can check values cheaply.
+Import from the modules; this package imports nothing, so `settings.py` can check values cheaply.
 """

@@ -27,8 +27,9 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """One model's breaker; `check()` before a call, then `succeeded()`, `failed()` or `abandoned()`."""
 
-    def __init__(self, name: str, *, failures: int = 5, reset_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, *, failures: int = 5, reset_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.name = name
         self.threshold = failures
         self.reset_seconds = reset_seconds

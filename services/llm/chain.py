@@ -73,8 +73,15 @@ class ChainResult(Generic[T]):
 
 
 def _record(model: str, status: AttemptStatus, reason: str, meter: Meter, seconds: float) -> ModelAttempt:
-    return ModelAttempt(model=model, status=status, reason=reason, requests=meter.requests, tokens=meter.tokens,
-                        cost_usd=round(meter.cost_usd, 8), seconds=round(seconds, 3))  # fmt: skip
+    return ModelAttempt(
+        model=model,
+        status=status,
+        reason=reason,
+        requests=meter.requests,
+        tokens=meter.tokens,
+        cost_usd=round(meter.cost_usd, 8),
+        seconds=round(seconds, 3),
+    )
 
 
 async def run_chain(

@@ -32,6 +32,7 @@ from services.llm.errors import CallSkipped, DeadlineReached, ModelError, NoTime
 from services.llm.gate import Gates, Limits, limits_resolver, parse_limits
 from services.llm.pricing import PriceTable, price_table
 from services.llm.retry import RetryPolicy, retry_after
+from services.llm.settings import LLMSettings
 
 PROVIDER = "anthropic"
 MIN_CALL_SECONDS = 1.0  # a model call with less time than this left is not worth starting
@@ -104,7 +105,7 @@ class LLMClient:
         api: anthropic.AsyncAnthropic,
         prices: PriceTable,
         gates: Gates,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - a frozen value object, safe to share
         request_timeout: float = 20.0,
         breaker_failures: int = 5,
         breaker_reset_seconds: float = 30.0,
@@ -123,7 +124,7 @@ class LLMClient:
         self._breakers: dict[str, CircuitBreaker] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> LLMClient:
+    def from_settings(cls, settings: LLMSettings, **overrides: Any) -> LLMClient:
         """The client `settings` describe (`MESH_LLM_*`, `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`)."""
         key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
         defaults = Limits(max_in_flight=settings.llm_max_in_flight, rpm=settings.llm_rpm, tpm=settings.llm_tpm)
@@ -235,7 +236,7 @@ class LLMClient:
 _shared: dict[str, LLMClient] = {}
 
 
-def shared_client(settings: Any) -> LLMClient:
+def shared_client(settings: LLMSettings) -> LLMClient:
     """The process's one LLM client for these settings, created on first use.
 
     Every agent in the process gets the same instance, so they share its gates and breakers.

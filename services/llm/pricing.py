@@ -103,7 +103,7 @@ def parse_prices(value: str) -> dict[str, Price]:
                 f"{_FIELD} entry {item!r} should look like model=input/output[/cache_read/cache_write]."
             )
         names = ("input", "output", "cache_read", "cache_write")
-        table[model.strip()] = _from_mapping(model.strip(), dict(zip(names, parts)))
+        table[model.strip()] = _from_mapping(model.strip(), dict(zip(names[: len(parts)], parts, strict=True)))
     return table
 
 

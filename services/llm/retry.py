@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anthropic
-from services.llm.errors import DeadlineReached
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from services.llm.errors import DeadlineReached
 
 T = TypeVar("T")
 OVERLOADED = 529

@@ -13,19 +13,12 @@ from typing import Any, TypeVar
 from anthropic.types import Message
 from pydantic import BaseModel, ValidationError
 
+from contracts.validation import describe_errors
 from services.llm.budget import Meter, RoundBudget
 from services.llm.client import LLMClient
 from services.llm.errors import BadAnswer, ModelUnavailable
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def _summarize(exc: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for error in exc.errors(include_url=False)[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "input"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 def _replayable(content: list[Any]) -> list[dict[str, Any]]:
@@ -50,7 +43,7 @@ def read_tool_call(response: Message, tool: str, schema: type[M]) -> tuple[M | N
     try:
         return schema.model_validate(call.input), "", None
     except ValidationError as exc:
-        details = _summarize(exc)
+        details = "; ".join(describe_errors(exc, whole="input", limit=5))
         cut = " (the answer was cut off at max_tokens)" if response.stop_reason == "max_tokens" else ""
         problem = f"the model's {tool} input was invalid{cut} ({exc.error_count()} error(s): {details})"
         results = [
@@ -82,8 +75,9 @@ async def ask_for_tool(
     """
     tool = request["tool_choice"]["name"]
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
-    response = await llm.create(model=model, request={**request, "messages": messages},
-                                deadline=deadline, budget=budget, meter=meter)  # fmt: skip
+    response = await llm.create(
+        model=model, request={**request, "messages": messages}, deadline=deadline, budget=budget, meter=meter
+    )
     answer, problem, follow_up = read_tool_call(response, tool, schema)
     if answer is not None:
         return answer, response
@@ -93,8 +87,9 @@ async def ask_for_tool(
     else:  # an empty answer (a refusal) cannot be replayed: ask afresh, with the reminder
         messages = [{"role": "user", "content": f"{prompt}\n\n{follow_up['content']}"}]
     try:
-        response = await llm.create(model=model, request={**request, "messages": messages},
-                                    deadline=deadline, budget=budget, meter=meter)  # fmt: skip
+        response = await llm.create(
+            model=model, request={**request, "messages": messages}, deadline=deadline, budget=budget, meter=meter
+        )
     except ModelUnavailable as exc:
         raise BadAnswer(f"{problem}; the repair attempt was not answered: {exc.reason}") from exc
     answer, second, _ = read_tool_call(response, tool, schema)

@@ -34,16 +34,16 @@ from contracts.releases import ReleaseProposed
 from contracts.reviews import AttemptStatus, ModelAttempt, Severity, Verdict
 from services.llm.budget import RoundBudget
 from services.llm.chain import OFFLINE, ChainResult, Step, run_chain
-from services.llm.config import chain_for
 from services.review.assessment import Assessment, Brain
 from services.review.guard import uphold_critical
 from services.review.offline import INCOMPLETE, OfflineReviewer
 from services.review.offline import MODEL as OFFLINE_MODEL
 from services.review.rules import load_rules
+from services.review.settings import ReviewerSettings
 
 if TYPE_CHECKING:  # the SDK costs seconds to import: only a process with a key pays for it
     from services.llm.client import LLMClient
-    from services.review.llm import ModelReviewer
+    from services.review.model_reviewer import ModelReviewer
 
 log = structlog.get_logger(__name__)
 _RISKY = (Severity.CRITICAL, Severity.HIGH)
@@ -113,8 +113,9 @@ class ChainBrain:
         budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
         if len(prompt) > self.reviewer.max_prompt_chars:
             reason = f"the proposal is over {self.reviewer.max_prompt_chars} characters"
-            result = ChainResult(attempts=[ModelAttempt(model=s.model, status=AttemptStatus.SKIPPED, reason=reason)
-                                           for s in steps])  # fmt: skip
+            result = ChainResult(
+                attempts=[ModelAttempt(model=s.model, status=AttemptStatus.SKIPPED, reason=reason) for s in steps]
+            )
         else:
             deadline = self.deadline_for(proposal)
 
@@ -154,7 +155,7 @@ def hold_incomplete(model: Assessment, rules: Assessment) -> Assessment:
     )
 
 
-def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
+def make_brain(focus: str, *, settings: ReviewerSettings, llm: LLMClient | None = None) -> Brain:
     """The brain of the `focus` reviewer (`security` or `compliance`), from `settings`.
 
     With an API key it asks the models of the agent's chain through `llm` — by default the
@@ -162,11 +163,11 @@ def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
     """
     rules = load_rules(focus)
     offline = OfflineReviewer(rules, name=focus, budget_seconds=settings.review_budget_seconds)
-    chain = chain_for(settings, focus)
+    chain = settings.chain_for(focus)
     if not settings.anthropic_api_key or chain == [OFFLINE]:
         return offline
     from services.llm.client import shared_client
-    from services.review.llm import ModelReviewer
+    from services.review.model_reviewer import ModelReviewer
 
     llm = llm or shared_client(settings)
     tiering = None
@@ -181,7 +182,7 @@ def make_brain(focus: str, *, settings, llm: LLMClient | None = None) -> Brain:
         max_tokens=settings.max_tokens,
         prompt_caching=settings.llm_prompt_caching,
         # Scrub secrets from the model's words whatever its focus: compliance sees diffs too.
-        redact=lambda text, by_rules=load_rules("security").redact: redact(by_rules(text)),
+        redact=lambda text, by_rules=load_rules("security").redact: redact(by_rules(text)),  # noqa: B008 - bound once, on purpose
     )
     return ChainBrain(
         reviewer=reviewer,

@@ -13,10 +13,10 @@ acks) or run for ever. A review that runs out of time answers `needs_human` with
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from contracts.releases import Change, ReleaseProposed

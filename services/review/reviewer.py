@@ -7,17 +7,17 @@ service around it is the same either way.
 from __future__ import annotations
 
 from bus.runtime import Agent, Delivery
-from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
 from contracts.ids import review_msg_id
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
 from services.review.assessment import Assessment, Brain
 from services.review.brain import make_brain
+from services.review.settings import ReviewerSettings
 
 
 def build_reviewer(
-    name: str, *, settings: MeshSettings, description: str, skill: AgentSkill, brain: Brain | None = None
+    name: str, *, settings: ReviewerSettings, description: str, skill: AgentSkill, brain: Brain | None = None
 ) -> Agent:
     """An Agent that reviews `release.proposed` events from the `name` point of view.
 
@@ -36,8 +36,14 @@ def build_reviewer(
         # One review per (revision, reviewer): a redelivered proposal republishes the same id.
         msg_id = review_msg_id(review)
         await delivery.publish(review, subjects.review_submitted(name), msg_id=msg_id)
-        delivery.log.info("reviewed", verdict=review.verdict.value, findings=len(review.findings), model=review.model,
-                          cost_usd=review.cost_usd, tokens=review.tokens.total)  # fmt: skip
+        delivery.log.info(
+            "reviewed",
+            verdict=review.verdict.value,
+            findings=len(review.findings),
+            model=review.model,
+            cost_usd=review.cost_usd,
+            tokens=review.tokens.total,
+        )
 
     return agent
 

@@ -32,12 +32,23 @@ from services.review.diffs import blank_strings, is_comment
 SCOPES = ("added", "removed", "both", "file")
 SEVERITY_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 _SEVERITY_VERDICT = {  # what a finding pushes towards, unless its rule sets `verdict`
-    Severity.CRITICAL: Verdict.REJECT, Severity.HIGH: Verdict.REJECT, Severity.MEDIUM: Verdict.NEEDS_HUMAN,
-    Severity.LOW: Verdict.APPROVE, Severity.INFO: Verdict.APPROVE,
-}  # fmt: skip
+    Severity.CRITICAL: Verdict.REJECT,
+    Severity.HIGH: Verdict.REJECT,
+    Severity.MEDIUM: Verdict.NEEDS_HUMAN,
+    Severity.LOW: Verdict.APPROVE,
+    Severity.INFO: Verdict.APPROVE,
+}
 _CHECK_FIELDS = {"id", "title", "severity", "message", "verdict"}
-_RULE_FIELDS = _CHECK_FIELDS | {"scope", "pattern", "paths", "exclude_paths", "ignore", "skip_comments",
-                                "blank_strings", "secret"}  # fmt: skip
+_RULE_FIELDS = _CHECK_FIELDS | {
+    "scope",
+    "pattern",
+    "paths",
+    "exclude_paths",
+    "ignore",
+    "skip_comments",
+    "blank_strings",
+    "secret",
+}
 _REQUIREMENT_FIELDS = _CHECK_FIELDS | {"labels", "changed_path", "description"}
 _TERM = re.compile(r"\{\{(\w+)\}\}")
 
@@ -340,10 +351,10 @@ def _read_rule(raw: Any, index: int, source: str, terms: dict[str, str], globs: 
         read.fail("scope", f"is {scope!r}; use one of {', '.join(SCOPES)}")
     patterns = tuple(read.regex("pattern", p, terms) for p in read.strings("pattern"))
     if (scope == "file") == bool(patterns):
-        read.fail("pattern", "is required, except with scope = \"file\" where it must be left out")
+        read.fail("pattern", 'is required, except with scope = "file" where it must be left out')
     paths = read.globs("paths", globs)
     if scope == "file" and not paths:
-        read.fail("paths", "is required when scope = \"file\"")
+        read.fail("paths", 'is required when scope = "file"')
     return Rule(
         **read.common(),
         scope=scope,

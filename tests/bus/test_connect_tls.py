@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bus.connect import broker_options, connect
-from bus.embedded import EmbeddedNats
+from bus.ops.embedded import EmbeddedNats
+from bus.ops.settings import MeshSettings
 from bus.runtime import Agent, Delivery
-from bus.settings import MeshSettings
 from contracts.releases import ReleaseProposed
 
 
@@ -26,14 +26,55 @@ def pki(tmp_path: Path) -> Path:
     """A private CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
     d = tmp_path / "pki"
     d.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mesh-test-ca",
-            "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mesh-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=d,
+    )
     for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-                "-out", f"{name}.csr", cwd=d)  # fmt: skip
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=d,
+        )
         (d / f"{name}.ext").write_text(extra + "\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)  # fmt: skip
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+            cwd=d,
+        )
     return d
 
 
@@ -42,21 +83,34 @@ async def test_services_and_clients_connect_with_mutual_tls(pki: Path, tmp_path:
     TLS; without the client certificate the server turns the client away."""
     server = EmbeddedNats(
         store_dir=tmp_path / "nats",
-        extra_args=["--tls", "--tlscert", str(pki / "server.pem"), "--tlskey", str(pki / "server.key"),
-                    "--tlsverify", "--tlscacert", str(pki / "ca.pem")],
-    )  # fmt: skip
+        extra_args=[
+            "--tls",
+            "--tlscert",
+            str(pki / "server.pem"),
+            "--tlskey",
+            str(pki / "server.key"),
+            "--tlsverify",
+            "--tlscacert",
+            str(pki / "ca.pem"),
+        ],
+    )
     await asyncio.to_thread(server.start)
     try:
         url = f"tls://127.0.0.1:{server.port}"
         settings = MeshSettings(
-            nats_url=url, namespace="tls", nats_tls_ca=pki / "ca.pem",
-            nats_tls_cert=pki / "client.pem", nats_tls_key=pki / "client.key",
-        )  # fmt: skip
+            nats_url=url,
+            namespace="tls",
+            nats_tls_ca=pki / "ca.pem",
+            nats_tls_cert=pki / "client.pem",
+            nats_tls_key=pki / "client.key",
+        )
         assert "security" in broker_options(settings, name="x")
         seen: list[str] = []
         agent = Agent("tls-reader", settings=settings)
 
-        @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+        @agent.consumes(
+            stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+        )
         async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
             seen.append(event.release_id)
 

@@ -9,13 +9,13 @@ import json
 import nats
 import pytest
 
-from bus import dlq
-from bus.deadletters import HEADROOM, PREVIEW_BYTES, DeadLetterWriter
+from bus.dead_letter_writer import HEADROOM, PREVIEW_BYTES, DeadLetterWriter
+from bus.ops import dead_letters as dlq
 from bus.provision import provision
 from bus.runtime import Agent, Delivery
 from contracts.deadletters import DeadLetter
 from contracts.releases import ReleaseProposed
-from tests.bus.test_cli import mesh
+from tests.bus.ops.test_cli import mesh
 from tests.bus.test_runtime import dead_letters, proposal_json, publish_raw
 
 # Invalid JSON (a bad escape; no release_id either), with escapes and two-byte characters, just under the server's 1 MiB max payload.
@@ -26,7 +26,9 @@ def strict_agent(settings, name: str = "strict") -> tuple[Agent, list[str]]:
     handled: list[str] = []
     agent = Agent(name, settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         handled.append(event.release_id)
 
@@ -55,7 +57,11 @@ async def test_a_one_megabyte_invalid_payload_is_dead_lettered_whole_and_replaye
         [record] = await dead_letters(settings, expect=1, timeout=15)
 
         assert handled == []
-        assert (record.subject, record.stream_seq, record.error_type) == (settings.subjects.release_proposed, 1, "invalid")
+        assert (record.subject, record.stream_seq, record.error_type) == (
+            settings.subjects.release_proposed,
+            1,
+            "invalid",
+        )
         assert record.headers["X-Origin"] == "ci" and "Invalid JSON" in record.error
         assert (record.payload_size, record.payload_sha256) == (len(BIG), hashlib.sha256(BIG).hexdigest())
         assert record.payload_truncated and record.payload_object == f"dlq:{record.stream}:1:strict"
@@ -138,24 +144,36 @@ async def test_a_record_redacts_its_error_and_credential_headers_but_keeps_the_p
     settings = make_settings(max_deliver=1)
     agent = Agent("leaky", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         raise ConnectionError("cannot reach postgres://app:hunter2@db:5432 with password=hunter2 refused")
 
     payload = proposal_json("rel-creds")[:-1] + b', "description": "db password=s3cret"}'
     async with agent.running():
-        await publish_raw(settings, settings.subjects.release_proposed, payload,
-                          {"Authorization": "Bearer abcdefghijklmnopqrstuvwxyz", "X-Origin": "ci"})  # fmt: skip
+        await publish_raw(
+            settings,
+            settings.subjects.release_proposed,
+            payload,
+            {"Authorization": "Bearer abcdefghijklmnopqrstuvwxyz", "X-Origin": "ci"},
+        )
         [record] = await dead_letters(settings, expect=1)
 
     assert "hunter2" not in record.error
-    assert record.error == "ConnectionError: cannot reach postgres://app:[REDACTED]@db:5432 with password=[REDACTED] refused"
+    assert (
+        record.error
+        == "ConnectionError: cannot reach postgres://app:[REDACTED]@db:5432 with password=[REDACTED] refused"
+    )
     assert record.headers == {"Authorization": "[REDACTED]", "X-Origin": "ci"}
     assert record.original_payload() == payload and not record.payload_truncated
 
 
-@pytest.mark.parametrize("data", [b"x" * 2_000_000, bytes(range(256)) * 8_000, "é".encode() * 700_000],
-                         ids=["ascii", "binary", "two-byte utf-8"])  # fmt: skip
+@pytest.mark.parametrize(
+    "data",
+    [b"x" * 2_000_000, bytes(range(256)) * 8_000, "é".encode() * 700_000],
+    ids=["ascii", "binary", "two-byte utf-8"],
+)
 async def test_without_an_object_store_a_record_keeps_as_much_as_fits(settings, data):
     """With no object store to take it, a payload too large to wrap is cut to what fits under the
     max payload (on a character boundary for text), flagged truncated, and cannot be replayed."""
@@ -166,10 +184,19 @@ async def test_without_an_object_store_a_record_keeps_as_much_as_fits(settings, 
 
     writer = DeadLetterWriter(settings, service="svc", publish=publish)  # no connection: no store
     payload, encoding = DeadLetter.wrap_payload(data)
-    record = await writer.write_record(DeadLetter(
-        subject="mesh.events.x", payload=payload, payload_encoding=encoding, error="too big", error_type="invalid",
-        service="svc", stream="S", stream_seq=9, consumer="svc",
-    ))  # fmt: skip
+    record = await writer.write_record(
+        DeadLetter(
+            subject="mesh.events.x",
+            payload=payload,
+            payload_encoding=encoding,
+            error="too big",
+            error_type="invalid",
+            service="svc",
+            stream="S",
+            stream_seq=9,
+            consumer="svc",
+        )
+    )
     [body] = published
     assert 1024 * 1024 - HEADROOM - 64 <= len(body) <= 1024 * 1024 - HEADROOM
     kept = DeadLetter.model_validate_json(body).kept_payload()

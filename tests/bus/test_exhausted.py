@@ -21,7 +21,9 @@ async def test_a_message_never_acked_on_its_last_delivery_is_dead_lettered(make_
     handled: list[str] = []
     agent = Agent("victim", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         handled.append(event.release_id)
 
@@ -29,7 +31,9 @@ async def test_a_message_never_acked_on_its_last_delivery_is_dead_lettered(make_
     try:
         js = nc.jetstream()
         await provision(js, settings, agent.consumers, reconcile=False)
-        await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-doomed"), {"X-Origin": "test"})
+        await publish_raw(
+            settings, settings.subjects.release_proposed, proposal_json("rel-doomed"), {"X-Origin": "test"}
+        )
         # A "process" that takes the message and dies before acking, max_deliver times.
         psub = await js.pull_subscribe_bind("victim", settings.subjects.events_stream)
         for _ in range(settings.max_deliver):

@@ -17,7 +17,9 @@ async def test_a_handler_that_hangs_on_every_delivery_ends_in_the_dead_letter_st
     cancelled: list[int] = []
     agent = Agent("stuck", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def hang(event: ReleaseProposed, delivery: Delivery) -> None:
         calls.append(delivery.deliveries)
         try:
@@ -46,7 +48,9 @@ async def test_a_handler_within_its_budget_is_not_cancelled(make_settings):
     calls: list[int] = []
     agent = Agent("patient", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def slow(event: ReleaseProposed, delivery: Delivery) -> None:
         calls.append(delivery.deliveries)
         await asyncio.sleep(2.0)

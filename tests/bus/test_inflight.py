@@ -32,7 +32,9 @@ async def publish_many(settings, count: int, *, start: int = 0) -> None:
 def slow_agent(settings, *, seconds: float, calls: Counter) -> Agent:
     agent = Agent("busy", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         calls[event.release_id] += 1
         await asyncio.sleep(seconds)
@@ -98,7 +100,9 @@ async def test_a_clean_stop_hands_back_what_it_holds_without_spending_deliveries
     def recording_agent(calls: Counter) -> Agent:
         agent = Agent("busy", settings=settings)
 
-        @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+        @agent.consumes(
+            stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+        )
         async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
             calls[event.release_id] += 1
             deliveries[event.release_id] = max(deliveries.get(event.release_id, 0), delivery.deliveries)

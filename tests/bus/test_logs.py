@@ -28,9 +28,13 @@ def logging_configured():
 
 def test_the_processor_redacts_every_string_of_an_event():
     """Message, fields and nested values lose secrets; secret-named fields lose their value whole."""
-    event = {"event": f'reply said password = "hunter2" and {AKIA}', "password": "hunter2",
-             "url": "nats://mesh:s3cret@127.0.0.1:4222", "headers": {"Authorization": "Bearer abc"},
-             "attempts": 3}  # fmt: skip
+    event = {
+        "event": f'reply said password = "hunter2" and {AKIA}',
+        "password": "hunter2",
+        "url": "nats://mesh:s3cret@127.0.0.1:4222",
+        "headers": {"Authorization": "Bearer abc"},
+        "attempts": 3,
+    }
     assert redact_event(None, "info", event) == {
         "event": 'reply said password = "[REDACTED]" and [REDACTED]',
         "password": "[REDACTED]",

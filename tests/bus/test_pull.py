@@ -12,7 +12,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from bus.embedded import EmbeddedNats
+from bus.ops.embedded import EmbeddedNats
 from bus.pull import PullFeed, new_inbox
 
 

@@ -6,12 +6,10 @@ import asyncio
 import json
 
 import nats
-import pytest
 
 from bus.runtime import Agent, Delivery
 from contracts.deadletters import DeadLetter
 from contracts.releases import ReleaseProposed
-
 
 
 async def dead_letters(settings, *, expect: int, timeout: float = 10.0) -> list[DeadLetter]:
@@ -53,7 +51,9 @@ async def test_failing_handler_is_retried_then_dead_lettered(make_settings):
     calls: list[int] = []
     agent = Agent("flaky", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def always_fail(event: ReleaseProposed, delivery: Delivery) -> None:
         calls.append(delivery.deliveries)
         raise RuntimeError("downstream is down")
@@ -80,7 +80,9 @@ async def test_invalid_messages_are_dead_lettered_without_retry(make_settings):
     handled: list[str] = []
     agent = Agent("strict", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         handled.append(event.release_id)
 
@@ -109,7 +111,9 @@ async def test_slow_handler_is_kept_alive_not_redelivered(make_settings):
     calls: list[int] = []
     agent = Agent("slow", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def slow(event: ReleaseProposed, delivery: Delivery) -> None:
         calls.append(delivery.deliveries)
         await asyncio.sleep(3.0)
@@ -129,7 +133,9 @@ async def test_garbage_published_to_a_service_inbox_is_ignored_and_the_service_k
     handled: list[str] = []
     agent = Agent("inboxed", settings=settings)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def handle(event: ReleaseProposed, delivery: Delivery) -> None:
         handled.append(event.release_id)
 

@@ -105,8 +105,13 @@ def test_redact_value_walks_structures_and_blanks_secret_keys():
         "input_tokens": "12",
     }
     assert [is_secret_key(k) for k in ("api_key", "X-Api-Key", "Cookie", "tokens", "token_count", "trace")] == [
-        True, True, True, False, False, False,
-    ]  # fmt: skip
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 ADVERSARIAL = {

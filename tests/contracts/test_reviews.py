@@ -60,7 +60,12 @@ def test_a_review_drops_unknown_fields_and_refuses_oversized_ids():
     """Nothing unknown rides along into rounds and outcomes; ids and names have sane bounds."""
     review = ReviewSubmitted.model_validate(review_body(padding="x" * 10_000))
     assert "padding" not in review.model_dump()
-    for field, value in (("reviewer", "s" * 101), ("model", "m" * 201), ("event_id", "e" * 257), ("content_digest", "d" * 65)):
+    for field, value in (
+        ("reviewer", "s" * 101),
+        ("model", "m" * 201),
+        ("event_id", "e" * 257),
+        ("content_digest", "d" * 65),
+    ):
         with pytest.raises(ValidationError) as caught:
             ReviewSubmitted.model_validate(review_body(**{field: value}))
         assert field in str(caught.value)
@@ -70,7 +75,9 @@ def test_a_review_keeps_its_most_severe_findings_and_counts_the_rest():
     """Past MAX_FINDINGS the most severe are kept and `findings_omitted` says how many were cut."""
     from contracts.reviews import MAX_FINDINGS
 
-    findings = [{"rule": "LOW001", "severity": "low", "message": "m"}] * 100 + [{"rule": "CRT001", "severity": "critical", "message": "m"}]
+    findings = [{"rule": "LOW001", "severity": "low", "message": "m"}] * 100 + [
+        {"rule": "CRT001", "severity": "critical", "message": "m"}
+    ]
     review = ReviewSubmitted.model_validate(review_body(findings=findings))
     assert len(review.findings) == MAX_FINDINGS and review.findings_omitted == 101 - MAX_FINDINGS
     assert review.findings[0].rule == "CRT001"

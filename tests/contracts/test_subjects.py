@@ -73,14 +73,31 @@ def test_stream_for_maps_each_subject_kind_to_its_stream(subject, stream):
 
 def test_the_named_streams_match_stream_for():
     """The stream properties name the same streams stream_for returns."""
-    assert [MESH.events_stream, MESH.reviews_stream, MESH.outcomes_stream, MESH.deadlines_stream, MESH.dead_letter_stream] == [
-        "MESH_EVENTS", "MESH_REVIEWS", "MESH_OUTCOMES", "MESH_DEADLINES", "MESH_DEADLETTER",
+    assert [
+        MESH.events_stream,
+        MESH.reviews_stream,
+        MESH.outcomes_stream,
+        MESH.deadlines_stream,
+        MESH.dead_letter_stream,
+    ] == [
+        "MESH_EVENTS",
+        "MESH_REVIEWS",
+        "MESH_OUTCOMES",
+        "MESH_DEADLINES",
+        "MESH_DEADLETTER",
     ]
 
 
 @pytest.mark.parametrize(
     "subject",
-    ["other.events.release.proposed", "meshy.events.release.proposed", "mesh.unknown.thing", "mesh", "", "events.mesh.x"],
+    [
+        "other.events.release.proposed",
+        "meshy.events.release.proposed",
+        "mesh.unknown.thing",
+        "mesh",
+        "",
+        "events.mesh.x",
+    ],
     ids=["other-namespace", "namespace-prefix", "unknown-kind", "namespace-only", "empty", "kind-first"],
 )
 def test_stream_for_rejects_a_subject_outside_the_namespace(subject):

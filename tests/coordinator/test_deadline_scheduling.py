@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bus.client import MeshClient
-from bus.dlq import list_dead_letters, replay
-from bus.launcher import provision_mesh
+from bus.ops.dead_letters import list_dead_letters, replay
+from bus.ops.launcher import provision_mesh
+from contracts.deadlines import rfc3339_ceil
 from contracts.releases import ReleaseProposed
-from coordinator.service import _rfc3339_ceil, build_coordinator
-from coordinator.store import RoundStore
 from coordinator.rounds import RoundState
+from coordinator.service import build_coordinator
+from coordinator.store import RoundStore
 
 
 def proposal(release_id: str) -> ReleaseProposed:
@@ -39,7 +40,9 @@ async def open_round(store: RoundStore, release_id: str):
 
 async def scheduled_at(client: MeshClient, release_id: str) -> str:
     s = client.settings.subjects
-    msg = await client.js.get_last_msg(s.deadlines_stream, s.deadline_schedule(release_id, proposal(release_id).content_digest))
+    msg = await client.js.get_last_msg(
+        s.deadlines_stream, s.deadline_schedule(release_id, proposal(release_id).content_digest)
+    )
     return msg.headers["Nats-Schedule"].removeprefix("@at ")
 
 
@@ -61,7 +64,7 @@ async def test_an_open_round_has_its_deadline_scheduled_at_the_rounds_deadline(c
             store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
             round_ = await eventually(lambda: open_round(store, "rel-d1"))
         assert round_ is not None
-        assert await scheduled_at(client, "rel-d1") == _rfc3339_ceil(round_.deadline)
+        assert await scheduled_at(client, "rel-d1") == rfc3339_ceil(round_.deadline)
     finally:
         await client.nc.close()
 
@@ -78,7 +81,9 @@ async def test_a_proposal_that_cannot_schedule_its_deadline_opens_no_round_until
         async with build_coordinator(settings).running():
             await client.js.delete_stream(s.deadlines_stream)
             await client.propose(proposal("rel-d2"))
-            letters = await eventually(lambda: list_dead_letters(client.js, settings, service="coordinator"), timeout=20)
+            letters = await eventually(
+                lambda: list_dead_letters(client.js, settings, service="coordinator"), timeout=20
+            )
             assert [letter.record.error_type for letter in letters] == ["failed"]
             store = RoundStore(await client.js.key_value(s.rounds_bucket))
             assert await store.get("rel-d2", proposal("rel-d2").content_digest) is None
@@ -87,7 +92,7 @@ async def test_a_proposal_that_cannot_schedule_its_deadline_opens_no_round_until
             await replay(client.js, settings, letters[0].seq)
             round_ = await eventually(lambda: open_round(store, "rel-d2"))
             assert round_ is not None
-            assert await scheduled_at(client, "rel-d2") == _rfc3339_ceil(round_.deadline)
+            assert await scheduled_at(client, "rel-d2") == rfc3339_ceil(round_.deadline)
     finally:
         await client.nc.close()
 
@@ -118,6 +123,6 @@ async def test_a_proposal_delivered_again_never_moves_the_deadline_earlier(coord
 
             round_ = await store.get("rel-d3", proposal("rel-d3").content_digest)
             assert round_.deadline == first.deadline
-            assert await scheduled_at(client, "rel-d3") >= _rfc3339_ceil(round_.deadline)
+            assert await scheduled_at(client, "rel-d3") >= rfc3339_ceil(round_.deadline)
     finally:
         await client.nc.close()

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from contracts.outcomes import Outcome
+from contracts.outcomes import Fallback, Outcome
 from contracts.reviews import Verdict
-from coordinator.policy import Policy, PolicyError, decide
+from coordinator.policy import FALLBACK_VOTES, Policy, PolicyError, decide
 
 A, R, H = Verdict.APPROVE, Verdict.REJECT, Verdict.NEEDS_HUMAN
 APPROVED, BLOCKED, ESCALATED = Outcome.APPROVED, Outcome.BLOCKED, Outcome.ESCALATED
@@ -132,7 +132,14 @@ EARLY = [
 @pytest.mark.parametrize(
     ("policy", "votes", "outcome"),
     EARLY,
-    ids=["veto-first-reject", "all-first-reject", "quorum1-first-approve", "majority-2-approve", "majority-2-reject", "quorum2-impossible"],
+    ids=[
+        "veto-first-reject",
+        "all-first-reject",
+        "quorum1-first-approve",
+        "majority-2-approve",
+        "majority-2-reject",
+        "quorum2-impossible",
+    ],
 )
 def test_decide_early_when_pending_reviewers_cannot_change_the_outcome(policy, votes, outcome):
     """Before the deadline, a round decides as soon as no pending answer could change its outcome."""
@@ -159,7 +166,17 @@ WAITING = [
 @pytest.mark.parametrize(
     ("policy", "votes"),
     WAITING,
-    ids=["all-approval-still-possible", "all-human-then-reject-or-human", "veto-late-reject-possible", "veto-all-abstaining-so-far", "majority-split", "majority-one-vote", "quorum2-split", "quorum1-no-approval-yet", "all-nothing-yet"],
+    ids=[
+        "all-approval-still-possible",
+        "all-human-then-reject-or-human",
+        "veto-late-reject-possible",
+        "veto-all-abstaining-so-far",
+        "majority-split",
+        "majority-one-vote",
+        "quorum2-split",
+        "quorum1-no-approval-yet",
+        "all-nothing-yet",
+    ],
 )
 def test_decide_waits_while_the_outcome_depends_on_pending_reviewers(policy, votes):
     """decide returns None before the deadline while a pending answer could still change the outcome."""
@@ -317,7 +334,7 @@ def completions(expected, verdicts):
     """Every complete vote list the pending reviewers could still produce."""
     pending = [name for name in expected if name not in verdicts]
     for answers in itertools.product(list(Verdict), repeat=len(pending)):
-        votes = {**verdicts, **dict(zip(pending, answers))}
+        votes = {**verdicts, **dict(zip(pending, answers, strict=True))}
         yield [votes[name] for name in expected]
 
 
@@ -325,7 +342,9 @@ def test_an_early_decision_holds_for_every_way_the_pending_reviewers_could_answe
     """Whenever decide answers before the deadline, every completion of the votes gives that outcome."""
     decided = 0
     for policy, expected, verdicts, fallbacks in random_cases(seed=7, count=400):
-        decision = decide(policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=False)
+        decision = decide(
+            policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=False
+        )
         if decision is None:
             continue
         decided += 1
@@ -337,7 +356,9 @@ def test_an_early_decision_holds_for_every_way_the_pending_reviewers_could_answe
 def test_no_early_decision_is_withheld_when_the_outcome_is_already_settled():
     """Before the deadline, decide returns None only when two completions of the votes disagree."""
     for policy, expected, verdicts, fallbacks in random_cases(seed=11, count=400):
-        decision = decide(policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=False)
+        decision = decide(
+            policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=False
+        )
         counted = {n: v for n, v in verdicts.items() if n in expected}
         outcomes = {policy.apply(votes) for votes in completions(expected, counted)}
         assert (decision is None) == (len(outcomes) > 1), (policy, expected, verdicts)
@@ -347,10 +368,18 @@ def test_a_deadline_decision_is_the_policy_applied_to_votes_and_fallbacks():
     """At the deadline the outcome is exactly Policy.apply over answers plus fallback votes."""
     fallback_vote = {"block": R, "approve_with_warning": A, "escalate": H}
     for policy, expected, verdicts, fallbacks in random_cases(seed=23, count=300):
-        decision = decide(policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=True)
+        decision = decide(
+            policy=policy, expected=expected, verdicts=verdicts, fallbacks=fallbacks, deadline_passed=True
+        )
         assert decision is not None
         votes = [verdicts[n] if n in verdicts else fallback_vote[fallbacks[n]] for n in expected]
         assert decision.outcome == policy.apply(votes)
         assert decision.missing == [n for n in expected if n not in verdicts]
         assert decision.fallbacks_applied == {n: fallbacks[n] for n in decision.missing}
         assert decision.reason.endswith(".")
+
+
+def test_every_fallback_votes():
+    """Each fallback stands for one verdict, looked up by its plain (configured) string too."""
+    assert set(FALLBACK_VOTES) == set(Fallback)
+    assert FALLBACK_VOTES["approve_with_warning"] is FALLBACK_VOTES[Fallback.APPROVE_WITH_WARNING] is A

@@ -4,18 +4,26 @@ from policy configuration, never from who happens to be live; discovery may only
 from __future__ import annotations
 
 from bus.directory import AgentDirectory
-from bus.settings import MeshSettings
-from contracts.cards import AgentCard, AgentSkill
+from bus.ops.settings import MeshSettings
+from contracts.cards import AgentCard
 from coordinator.service import Coordinator
 
 
 def card(name: str, *skills: str) -> AgentCard:
-    return AgentCard.model_validate({
-        "name": name, "description": name, "version": "1", "supportedInterfaces": [
-            {"url": "http://127.0.0.1:1", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {}, "defaultInputModes": ["application/json"], "defaultOutputModes": ["application/json"],
-        "skills": [{"id": s, "name": s, "description": s, "tags": ["review", "release.proposed"]} for s in skills],
-    })  # fmt: skip
+    return AgentCard.model_validate(
+        {
+            "name": name,
+            "description": name,
+            "version": "1",
+            "supportedInterfaces": [
+                {"url": "http://127.0.0.1:1", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+            ],
+            "capabilities": {},
+            "defaultInputModes": ["application/json"],
+            "defaultOutputModes": ["application/json"],
+            "skills": [{"id": s, "name": s, "description": s, "tags": ["review", "release.proposed"]} for s in skills],
+        }
+    )
 
 
 def coordinator(directory: AgentDirectory | None = None, **settings) -> Coordinator:

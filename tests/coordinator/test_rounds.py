@@ -18,7 +18,12 @@ KNOWN = frozenset({"security", "compliance", "docs"})  # reviewers the mesh know
 
 
 def proposal(release_id: str = "rel-42", **overrides) -> ReleaseProposed:
-    fields = {"event_id": f"proposal-{release_id}", "release_id": release_id, "service": "payments-api", "version": "2.4.0"}
+    fields = {
+        "event_id": f"proposal-{release_id}",
+        "release_id": release_id,
+        "service": "payments-api",
+        "version": "2.4.0",
+    }
     return ReleaseProposed(**{**fields, **overrides})
 
 
@@ -35,20 +40,23 @@ def review(
     reviewer: str, verdict: str = "approve", *, findings: int = 0, release_id: str = "rel-42", **overrides
 ) -> ReviewSubmitted:
     """`reviewer`'s review of `proposal(release_id)`: its revision, answering its event id."""
-    return ReviewSubmitted(**{
-        "event_id": f"review-{reviewer}-{verdict}",
-        "causation_id": f"proposal-{release_id}",
-        "content_digest": digest(release_id),
-        "release_id": release_id,
-        "reviewer": reviewer,
-        "verdict": verdict,
-        "confidence": 0.9,
-        "rationale": f"{reviewer} says {verdict}.",
-        "model": "offline-rules",
-        "findings": [Finding(rule=f"R{i}", severity="high", message="Something.") for i in range(findings)],
-        "occurred_at": NOW,
-        **overrides,
-    })
+    return ReviewSubmitted(
+        **{
+            "event_id": f"review-{reviewer}-{verdict}",
+            "causation_id": f"proposal-{release_id}",
+            "content_digest": digest(release_id),
+            "release_id": release_id,
+            "reviewer": reviewer,
+            "verdict": verdict,
+            "confidence": 0.9,
+            "rationale": f"{reviewer} says {verdict}.",
+            "model": "offline-rules",
+            "findings": overrides.pop("findings_list", None)
+            or [Finding(rule=f"R{i}", severity="high", message="Something.") for i in range(findings)],
+            "occurred_at": NOW,
+            **overrides,
+        }
+    )
 
 
 def opened(round_: Round | None = None, *, policy: str = "all", expected: list[str] = EXPECTED) -> Round:
@@ -72,7 +80,12 @@ def test_open_starts_the_round_with_its_reviewers_policy_fallbacks_and_deadline(
     round_ = fresh()
     assert round_.state == RoundState.AWAITING_PROPOSAL
     changed = round_.open(
-        proposal(), expected=EXPECTED, policy=Policy.parse("quorum:2"), fallbacks=FALLBACKS, deadline_seconds=90, now=NOW
+        proposal(),
+        expected=EXPECTED,
+        policy=Policy.parse("quorum:2"),
+        fallbacks=FALLBACKS,
+        deadline_seconds=90,
+        now=NOW,
     )
     assert changed is True
     assert round_.state == RoundState.OPEN
@@ -99,8 +112,12 @@ def test_a_duplicate_open_returns_false_and_changes_nothing():
     round_ = opened()
     before = round_.model_dump()
     changed = round_.open(
-        proposal(), expected=["docs"], policy=Policy.parse("veto"), fallbacks={"docs": "block"},
-        deadline_seconds=5, now=LATER,
+        proposal(),
+        expected=["docs"],
+        policy=Policy.parse("veto"),
+        fallbacks={"docs": "block"},
+        deadline_seconds=5,
+        now=LATER,
     )
     assert changed is False
     assert round_.model_dump() == before
@@ -112,8 +129,12 @@ def test_the_same_content_proposed_again_under_a_new_event_id_only_adds_that_id(
     round_ = opened()
     before = round_.model_dump()
     changed = round_.open(
-        proposal(event_id="another"), expected=["docs"], policy=Policy.parse("veto"), fallbacks={"docs": "block"},
-        deadline_seconds=5, now=LATER,
+        proposal(event_id="another"),
+        expected=["docs"],
+        policy=Policy.parse("veto"),
+        fallbacks={"docs": "block"},
+        deadline_seconds=5,
+        now=LATER,
     )
     assert changed is True
     assert round_.proposal_event_ids == ["proposal-rel-42", "another"]
@@ -127,7 +148,17 @@ def test_a_duplicate_open_of_a_decided_round_changes_nothing():
     round_ = opened()
     round_.record(review("security", "reject"), now=NOW)
     before = round_.model_dump()
-    assert round_.open(proposal(), expected=EXPECTED, policy=Policy.parse("all"), fallbacks=FALLBACKS, deadline_seconds=60, now=LATER) is False
+    assert (
+        round_.open(
+            proposal(),
+            expected=EXPECTED,
+            policy=Policy.parse("all"),
+            fallbacks=FALLBACKS,
+            deadline_seconds=60,
+            now=LATER,
+        )
+        is False
+    )
     assert round_.model_dump() == before
 
 
@@ -358,12 +389,33 @@ def test_a_review_stored_before_its_proposal_is_rejected_when_the_round_opens():
     round_.record(review("security", "approve"), now=NOW, known=KNOWN, stored_at=NOW)
     round_.record(review("compliance", "approve"), now=NOW, known=KNOWN, stored_at=LATER)
     round_.open(
-        proposal(), expected=EXPECTED, policy=Policy.parse("all"), fallbacks=FALLBACKS, deadline_seconds=60,
-        now=LATER, stored_at=NOW + timedelta(seconds=1),
-    )  # fmt: skip
+        proposal(),
+        expected=EXPECTED,
+        policy=Policy.parse("all"),
+        fallbacks=FALLBACKS,
+        deadline_seconds=60,
+        now=LATER,
+        stored_at=NOW + timedelta(seconds=1),
+    )
     assert set(round_.reviews) == {"compliance"}
     assert [(r.reviewer, r.reason) for r in round_.rejected] == [
         ("security", "it was published before the proposal it claims to answer")
     ]
     assert round_.record(review("security", "approve", event_id="too-early"), now=LATER, stored_at=NOW) is True
     assert "security" not in round_.reviews
+
+
+def test_compact_keeps_every_verdict_and_the_most_severe_findings():
+    """A large round trims its reviews to a short rationale and their most severe findings,
+    counting the rest; verdicts, reviewers and the outcome do not change."""
+    round_ = opened()
+    many = [Finding(rule=f"L{i:03d}", severity="low", message="m") for i in range(20)]
+    many.append(Finding(rule="C001", severity="critical", message="key"))
+    round_.record(review("security", "reject", findings=0, findings_list=many, rationale="x" * 4000), now=NOW)
+    before = round_.outcome.outcome
+    assert round_.compact() is True
+    kept = round_.reviews["security"]
+    assert kept.verdict == Verdict.REJECT and kept.findings[0].rule == "C001"
+    assert len(kept.findings) == 5 and kept.findings_omitted == 16 and len(kept.rationale) == 500
+    assert round_.outcome.outcome == before
+    assert round_.compact() is False

@@ -43,7 +43,14 @@ async def bucket(settings):
 
 
 def open_(round_: Round) -> bool:
-    return round_.open(proposal(round_.release_id), expected=EXPECTED, policy=Policy.parse("all"), fallbacks=FALLBACKS, deadline_seconds=60, now=NOW)
+    return round_.open(
+        proposal(round_.release_id),
+        expected=EXPECTED,
+        policy=Policy.parse("all"),
+        fallbacks=FALLBACKS,
+        deadline_seconds=60,
+        now=NOW,
+    )
 
 
 async def test_a_round_changed_three_times_is_read_only_when_it_must_be(bucket):
@@ -53,7 +60,7 @@ async def test_a_round_changed_three_times_is_read_only_when_it_must_be(bucket):
 
     await store.mutate("rel-42", digest("rel-42"), open_, likely_new=True)
     await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW))
-    decided, _ = await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
+    decided, _, _ = await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
     await store.mutate("rel-42", digest("rel-42"), Round.mark_published)
 
     assert (kv.reads, kv.writes) == (0, 4)
@@ -74,7 +81,7 @@ async def test_two_reviews_of_one_round_at_once_take_turns_without_a_conflict(bu
         store.mutate("rel-9", digest("rel-9"), lambda r: r.record(review("compliance", release_id="rel-9"), now=NOW)),
     )
 
-    assert all(changed for _, changed in results)
+    assert all(result.changed for result in results)
     assert (kv.reads, kv.writes) == (0, 3)
     stored = await RoundStore(bucket).get("rel-9", digest("rel-9"))
     assert stored.state == RoundState.DECIDED and set(stored.reviews) == {"security", "compliance"}
@@ -86,7 +93,7 @@ async def test_another_replicas_write_is_never_lost(bucket):
     await one.mutate("rel-42", digest("rel-42"), open_, likely_new=True)  # `one` remembers revision 1
 
     await two.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW))
-    round_, changed = await one.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
+    round_, changed, _ = await one.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
 
     assert changed
     assert set(round_.reviews) == {"security", "compliance"} and round_.state == RoundState.DECIDED
@@ -99,7 +106,7 @@ async def test_nothing_to_do_on_a_remembered_round_is_checked_against_the_bucket
     await one.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW, known=KNOWN))  # early
     await two.mutate("rel-42", digest("rel-42"), open_)
 
-    round_, changed = await one.mutate("rel-42", digest("rel-42"), lambda r: r.expire(now=LATER))
+    round_, changed, _ = await one.mutate("rel-42", digest("rel-42"), lambda r: r.expire(now=LATER))
 
     assert changed and round_.state == RoundState.DECIDED
     assert round_.outcome.missing == ["compliance"]
@@ -107,9 +114,11 @@ async def test_nothing_to_do_on_a_remembered_round_is_checked_against_the_bucket
 
 async def test_a_likely_new_round_that_exists_is_read_and_changed(bucket):
     """A proposal whose round a review already created: the create fails, the round is read and opened."""
-    await RoundStore(bucket).mutate("rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW, known=KNOWN))
+    await RoundStore(bucket).mutate(
+        "rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW, known=KNOWN)
+    )
 
-    round_, changed = await RoundStore(bucket).mutate("rel-42", digest("rel-42"), open_, likely_new=True)
+    round_, changed, _ = await RoundStore(bucket).mutate("rel-42", digest("rel-42"), open_, likely_new=True)
 
     assert changed and round_.state == RoundState.OPEN and set(round_.reviews) == {"security"}
 
@@ -119,7 +128,7 @@ async def test_a_duplicate_proposal_changes_nothing_even_when_likely_new(bucket)
     await RoundStore(bucket).mutate("rel-42", digest("rel-42"), open_, likely_new=True)
     kv = CountingKV(bucket)
 
-    round_, changed = await RoundStore(kv).mutate("rel-42", digest("rel-42"), open_, likely_new=True)
+    round_, changed, _ = await RoundStore(kv).mutate("rel-42", digest("rel-42"), open_, likely_new=True)
 
     assert not changed and round_.state == RoundState.OPEN
     assert kv.writes == 1  # the create that found the round; nothing was written
@@ -130,9 +139,32 @@ async def test_the_remembered_rounds_are_bounded(bucket):
     kv = CountingKV(bucket)
     store = RoundStore(kv, remember=2)
     for release in ("rel-1", "rel-2", "rel-3"):
-        await store.mutate(release, digest(release), lambda r: r.record(review("security", release_id=r.release_id), now=NOW, known=KNOWN))
+        await store.mutate(
+            release,
+            digest(release),
+            lambda r: r.record(review("security", release_id=r.release_id), now=NOW, known=KNOWN),
+        )
 
-    await store.mutate("rel-1", digest("rel-1"), lambda r: r.record(review("compliance", release_id="rel-1"), now=NOW, known=KNOWN))
-    await store.mutate("rel-3", digest("rel-3"), lambda r: r.record(review("compliance", release_id="rel-3"), now=NOW, known=KNOWN))
+    await store.mutate(
+        "rel-1", digest("rel-1"), lambda r: r.record(review("compliance", release_id="rel-1"), now=NOW, known=KNOWN)
+    )
+    await store.mutate(
+        "rel-3", digest("rel-3"), lambda r: r.record(review("compliance", release_id="rel-3"), now=NOW, known=KNOWN)
+    )
 
     assert kv.reads == 3 + 1  # the first three rounds, then rel-1 again; rel-3 was remembered
+
+
+async def test_a_mutation_says_whether_its_own_write_decided_the_round(bucket):
+    """`mutate` returns what happened: unchanged, changed, or changed and decided by this write."""
+    store = RoundStore(bucket)
+    opened = await store.mutate("rel-42", digest("rel-42"), open_, likely_new=True)
+    assert (opened.changed, opened.decided) == (True, False)
+    first = await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("security"), now=NOW))
+    assert (first.changed, first.decided) == (True, False)
+    deciding = await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
+    assert (deciding.changed, deciding.decided) == (True, True)
+    again = await store.mutate("rel-42", digest("rel-42"), lambda r: r.record(review("compliance"), now=NOW))
+    assert (again.changed, again.decided) == (False, False)
+    marked = await store.mutate("rel-42", digest("rel-42"), Round.mark_published)
+    assert (marked.changed, marked.decided) == (True, False)

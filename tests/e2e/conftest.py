@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bus.client import MeshClient
-from bus.launcher import RunningMesh, start_mesh
+from bus.ops.launcher import RunningMesh, start_mesh
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from bus.chaos import ChaosPlan, run_chaos
-from bus.settings import MeshSettings
+from bus.ops.chaos import ChaosPlan, run_chaos
+from bus.ops.settings import MeshSettings
 from contracts.outcomes import Outcome
-from tests.bus.test_cli import mesh
+from tests.bus.ops.test_cli import mesh
 
 LINE = re.compile(
     r"^proposals=(\d+) outcomes=(\d+) lost=(\d+) duplicated=(\d+) wrong=(\d+) dead_lettered=(\d+) "
@@ -25,9 +25,21 @@ async def test_chaos_loses_and_duplicates_nothing(kind, tmp_path):
     3-node cluster is SIGKILLed and restarted: every proposal gets exactly one outcome, none
     contradicts its content, the command prints its one-line summary and exits 0."""
     result = await asyncio.to_thread(
-        mesh, "chaos", "--proposals", "12", "--kill", kind, "--kills", "1", "--rate", "8", "--seed", "5",
-        timeout=170, MESH_HOME=str(tmp_path),
-    )  # fmt: skip
+        mesh,
+        "chaos",
+        "--proposals",
+        "12",
+        "--kill",
+        kind,
+        "--kills",
+        "1",
+        "--rate",
+        "8",
+        "--seed",
+        "5",
+        timeout=170,
+        MESH_HOME=str(tmp_path),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = LINE.match(result.stdout.strip().splitlines()[-1])
     assert summary, result.stdout
@@ -52,10 +64,27 @@ async def test_a_reviewer_frozen_past_its_heartbeat_ttl_decides_nothing_wrongly(
     content — rounds opened while security was silent still wait for it, so a committed key is
     never approved by compliance alone. (Seed 1 freezes security at t=3.1 s.)"""
     result = await asyncio.to_thread(
-        mesh, "chaos", "--proposals", "30", "--kill", "freeze", "--freeze", "reviewer", "--freeze-for", "20",
-        "--deadline", "12", "--kills", "1", "--rate", "1.5", "--seed", "1",
-        timeout=150, MESH_HOME=str(tmp_path),
-    )  # fmt: skip
+        mesh,
+        "chaos",
+        "--proposals",
+        "30",
+        "--kill",
+        "freeze",
+        "--freeze",
+        "reviewer",
+        "--freeze-for",
+        "20",
+        "--deadline",
+        "12",
+        "--kills",
+        "1",
+        "--rate",
+        "1.5",
+        "--seed",
+        "1",
+        timeout=150,
+        MESH_HOME=str(tmp_path),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = LINE.match(result.stdout.strip().splitlines()[-1])
     assert summary, result.stdout

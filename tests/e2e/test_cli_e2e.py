@@ -13,9 +13,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.bus.test_cli import mesh
+from tests.bus.ops.test_cli import mesh
 
 SAMPLES = files("contracts") / "samples"
 
@@ -38,7 +37,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
     finding), exits 0 well under 30 s, and leaves no process running."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "demo"],
+        [sys.executable, "-m", "bus.ops.cli", "demo"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -65,9 +64,13 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
     env = {**os.environ, "MESH_HOME": str(home), "COLUMNS": "200"}
     env.pop("MESH_NATS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "up", "--base-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
+        [sys.executable, "-m", "bus.ops.cli", "up", "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     run_file = home / "run.json"
     try:
         deadline = time.monotonic() + 60
@@ -83,7 +86,11 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
         assert [a["name"] for a in found["agents"]] == ["security"]
 
         status = subprocess.run(
-            [sys.executable, "-m", "bus.cli", "status", "--json"], capture_output=True, text=True, env=env, timeout=30
+            [sys.executable, "-m", "bus.ops.cli", "status", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
         )
         assert status.returncode == 0, status.stdout + status.stderr
         assert {s["health"] for s in json.loads(status.stdout)["services"].values()} == {"ready"}
@@ -110,7 +117,9 @@ async def test_publish_wait_exit_codes_follow_the_outcome(settings, launch):
     assert approved.returncode == 0, approved.stderr
     assert json.loads(approved.stdout)["outcome"] == "approved"
 
-    blocked = await asyncio.to_thread(mesh, "publish", "release.proposed", str(secret), "--wait", "20", settings=settings)
+    blocked = await asyncio.to_thread(
+        mesh, "publish", "release.proposed", str(secret), "--wait", "20", settings=settings
+    )
     assert blocked.returncode == 1, blocked.stderr
     assert "BLOCKED" in blocked.stdout
 

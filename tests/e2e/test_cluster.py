@@ -13,7 +13,7 @@ from importlib.resources import files
 
 import nats
 
-from tests.bus.test_cli import mesh
+from tests.bus.ops.test_cli import mesh
 from tests.e2e.test_cli_e2e import pid_alive
 
 SAMPLES = files("contracts") / "samples"
@@ -38,9 +38,13 @@ def test_up_cluster_runs_three_nodes_with_r3_streams(tmp_path):
     env = {**os.environ, "MESH_HOME": str(home), "COLUMNS": "200"}
     env.pop("MESH_NATS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "up", "--cluster", "3", "--base-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
+        [sys.executable, "-m", "bus.ops.cli", "up", "--cluster", "3", "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     run_file = home / "run.json"
     try:
         deadline = time.monotonic() + 90
@@ -56,9 +60,15 @@ def test_up_cluster_runs_three_nodes_with_r3_streams(tmp_path):
         assert asyncio.run(replicas_of(url, "KV_mesh_rounds"))[0] == 3
 
         published = mesh(
-            "publish", "release.proposed", str(SAMPLES / "release_clean.json"), "--wait", "45", "--json",
-            MESH_NATS_URL=url, MESH_HOME=str(home),
-        )  # fmt: skip
+            "publish",
+            "release.proposed",
+            str(SAMPLES / "release_clean.json"),
+            "--wait",
+            "45",
+            "--json",
+            MESH_NATS_URL=url,
+            MESH_HOME=str(home),
+        )
         assert published.returncode == 0, published.stdout + published.stderr
         assert json.loads(published.stdout)["outcome"] == "approved"
         pids = [s["pid"] for s in info["services"].values()] + nodes

@@ -11,7 +11,6 @@ from coordinator.store import RoundStore
 from tests.e2e.support import eventually, sample, stream_messages
 
 
-
 async def outcomes_for(settings, release_id: str) -> list[bytes]:
     s = settings.subjects
     return await stream_messages(settings.nats_url, s.outcomes_stream, s.outcomes_of(release_id))
@@ -91,7 +90,9 @@ async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline
         assert "approves with a warning" in outcome.reason
         # the server fired the deadline on time although no coordinator ran then
         s = settings.subjects
-        fired = await client.js.get_last_msg(s.deadlines_stream, s.deadline_fired(proposal.release_id, proposal.content_digest))
+        fired = await client.js.get_last_msg(
+            s.deadlines_stream, s.deadline_fired(proposal.release_id, proposal.content_digest)
+        )
         assert 0 <= (fired.time - outcome.deadline).total_seconds() <= 1.0
         await asyncio.sleep(1.0)
         assert len(await outcomes_for(settings, proposal.release_id)) == 1

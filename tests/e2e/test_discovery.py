@@ -15,12 +15,12 @@ from a2a.types import AgentCard as A2ACard
 from google.protobuf.json_format import ParseDict
 
 from bus.client import MeshClient
-from bus.embedded import free_port
-from bus.launcher import start_mesh
-from bus.processes import child_env, spawn
-from bus.settings import MeshSettings
+from bus.ops.embedded import free_port
+from bus.ops.launcher import start_mesh
+from bus.ops.processes import child_env, spawn
+from bus.ops.settings import MeshSettings
 from contracts.outcomes import Outcome
-from tests.bus.test_cli import mesh as run_mesh_cli
+from tests.bus.ops.test_cli import mesh as run_mesh_cli
 from tests.e2e.support import eventually, sample
 
 ALL = ["registry", "security", "compliance", "coordinator"]
@@ -68,8 +68,16 @@ async def test_every_served_card_is_a_valid_a2a_card(shared_mesh):
         card = response.json()
         parsed = ParseDict(card, A2ACard())  # strict: unknown fields would raise
         assert parsed.name == service.name
-        for field in ("name", "description", "supportedInterfaces", "version", "capabilities",
-                      "defaultInputModes", "defaultOutputModes", "skills"):  # fmt: skip
+        for field in (
+            "name",
+            "description",
+            "supportedInterfaces",
+            "version",
+            "capabilities",
+            "defaultInputModes",
+            "defaultOutputModes",
+            "skills",
+        ):
             assert card.get(field) not in (None, "", []) or field == "capabilities", field
         assert all(s["tags"] and s["id"] and s["description"] for s in card["skills"])
         bindings = {i["protocolBinding"].split("?")[0]: i for i in card["supportedInterfaces"]}
@@ -219,7 +227,9 @@ async def test_mesh_agents_prints_the_live_agents(shared_mesh):
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert set(rows) == set(ALL)
     assert rows["security"]["skills"] == ["review.security"] and rows["security"]["instances"] == 1
-    filtered = await asyncio.to_thread(run_mesh_cli, "agents", "--skill", "review.compliance", "--json", settings=mesh.settings)
+    filtered = await asyncio.to_thread(
+        run_mesh_cli, "agents", "--skill", "review.compliance", "--json", settings=mesh.settings
+    )
     assert [row["name"] for row in json.loads(filtered.stdout)] == ["compliance"]
 
 
@@ -273,8 +283,13 @@ async def test_with_no_live_reviewer_the_required_ones_are_still_expected_and_se
 async def test_excluded_reviewer_is_not_asked(make_settings, launch):
     """MESH_EXCLUDE_REVIEWERS keeps a live reviewer that policy does not require out of new rounds."""
     settings = make_settings()
-    await asyncio.to_thread(launch, settings, ["security", "compliance", "coordinator"], exclude_reviewers="compliance",
-                            required_skills="review.security")  # fmt: skip
+    await asyncio.to_thread(
+        launch,
+        settings,
+        ["security", "compliance", "coordinator"],
+        exclude_reviewers="compliance",
+        required_skills="review.security",
+    )
     async with await MeshClient.connect(settings) as client:
         proposal = sample("release_clean", release_id="rel-excluded")
         await client.propose(proposal)

@@ -8,7 +8,7 @@ import json
 import signal
 
 from contracts.outcomes import Outcome
-from tests.bus.test_cli import mesh
+from tests.bus.ops.test_cli import mesh
 from tests.e2e.support import sample
 
 # Short liveness, so a frozen process drops out of the registry within the test.
@@ -42,7 +42,9 @@ async def test_a_reviewer_frozen_past_its_heartbeat_ttl_is_still_expected_and_bl
     assert outcome.fallbacks_applied == {"security": "block"}
 
 
-async def test_a_coordinator_frozen_past_the_ttl_opens_its_rounds_with_the_required_reviewers(make_settings, launch, client):
+async def test_a_coordinator_frozen_past_the_ttl_opens_its_rounds_with_the_required_reviewers(
+    make_settings, launch, client
+):
     """SIGSTOP the coordinator for longer than the heartbeat TTL while releases are proposed,
     then SIGCONT it: every round still expects security and compliance (never an empty or
     partial set from a stale view), and each outcome matches its content."""
@@ -79,13 +81,15 @@ async def test_publish_wait_answers_for_the_content_it_published(settings, launc
     clean_file.write_text(clean.model_dump_json())
     changed_file.write_text(changed.model_dump_json())
 
-    first = await asyncio.to_thread(mesh, "publish", "release.proposed", str(clean_file), "--wait", "20", "--json",
-                                    settings=settings)  # fmt: skip
+    first = await asyncio.to_thread(
+        mesh, "publish", "release.proposed", str(clean_file), "--wait", "20", "--json", settings=settings
+    )
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["content_digest"] == clean.content_digest
 
-    second = await asyncio.to_thread(mesh, "publish", "release.proposed", str(changed_file), "--wait", "20", "--json",
-                                     settings=settings)  # fmt: skip
+    second = await asyncio.to_thread(
+        mesh, "publish", "release.proposed", str(changed_file), "--wait", "20", "--json", settings=settings
+    )
     assert second.returncode == 1, second.stdout + second.stderr
     body = json.loads(second.stdout)
     assert body["outcome"] == "blocked" and body["content_digest"] == changed.content_digest

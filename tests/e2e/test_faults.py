@@ -26,7 +26,9 @@ def log_events(path: Path, event: str) -> list[dict]:
     return found
 
 
-async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_publish_once(make_settings, launch, client):
+async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_publish_once(
+    make_settings, launch, client
+):
     """Two security replicas review through a slow model (4 s, longer than the 2 s ack_wait);
     one is SIGKILLed mid-review. Its reviews are redelivered to the other replica, no release is
     reviewed twice (in-progress acks keep the slow calls from being redelivered), every round
@@ -36,12 +38,18 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
     with FakeAnthropic(seed=3) as api:
         api.profile(SONNET, latency=4.0)
         mesh = await asyncio.to_thread(
-            launch, settings, ["security", "compliance", "coordinator"],
+            launch,
+            settings,
+            ["security", "compliance", "coordinator"],
             replicas={"security": 2, "coordinator": 2},
-            anthropic_api_key="sk-test", anthropic_base_url=api.url, reviewer_discovery="false",
-            reviewers="security,compliance", llm_chains=f"security={SONNET}>offline,compliance=offline",
-            deadline_seconds="60", log_level="DEBUG",  # "→ received" is a debug line
-        )  # fmt: skip
+            anthropic_api_key="sk-test",
+            anthropic_base_url=api.url,
+            reviewer_discovery="false",
+            reviewers="security,compliance",
+            llm_chains=f"security={SONNET}>offline,compliance=offline",
+            deadline_seconds="60",
+            log_level="DEBUG",  # "→ received" is a debug line
+        )
         security = [s for s in mesh.services if s.name == "security"]
         coordinators = [s for s in mesh.services if s.name == "coordinator"]
         releases = [sample("release_clean", release_id=f"rel-kill-{i}") for i in range(6)]

@@ -26,8 +26,13 @@ def get(url: str, path: str, header_line: bytes) -> int:
     """Send `GET path` with `header_line` as raw bytes; the status code (0: connection closed with no answer)."""
     where = urlsplit(url)
     with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
-        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n" + header_line
-                     + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+        sock.sendall(
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: localhost\r\n"
+            + header_line
+            + b"\r\nConnection: close\r\n\r\n"
+        )
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -39,12 +44,33 @@ async def edges(settings, launch):
     """`(url, path)` for every HTTP route of a reviewer (card, schemas, probes) and of the registry."""
     mesh = await asyncio.to_thread(launch, settings, ["registry", "security"])
     registry, security = (next(s.url for s in mesh.services if s.name == n) for n in ("registry", "security"))
-    routes = [(security, p) for p in ("/.well-known/agent-card.json", "/schemas/release.proposed.json",
-                                      "/schemas/review.submitted.json", "/healthz", "/readyz")]  # fmt: skip
-    routes += [(registry, p) for p in ("/agents", "/agents/security", "/agents/security/card", "/agents/nobody",
-                                       "/.well-known/agent-card.json", "/healthz", "/readyz", "/openapi.json")]  # fmt: skip
+    routes = [
+        (security, p)
+        for p in (
+            "/.well-known/agent-card.json",
+            "/schemas/release.proposed.json",
+            "/schemas/review.submitted.json",
+            "/healthz",
+            "/readyz",
+        )
+    ]
+    routes += [
+        (registry, p)
+        for p in (
+            "/agents",
+            "/agents/security",
+            "/agents/security/card",
+            "/agents/nobody",
+            "/.well-known/agent-card.json",
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+        )
+    ]
     for url, path in routes:  # each route works with ordinary headers first
-        assert await asyncio.to_thread(get, url, path, b"Accept: */*") == (404 if path.endswith("nobody") else 200), path
+        assert await asyncio.to_thread(get, url, path, b"Accept: */*") == (404 if path.endswith("nobody") else 200), (
+            path
+        )
     return routes
 
 

@@ -27,8 +27,13 @@ def start(settings, launch, api):
     """`await start(["security", "coordinator"], reviewers="security", required_skills="review.security", **MESH_* settings)`."""
 
     async def _start(names: list[str], **env: str):
-        env = {"anthropic_api_key": "sk-test", "anthropic_base_url": api.url, "reviewer_discovery": "false",
-               "llm_chain": f"{SONNET},{HAIKU},offline", **env}  # fmt: skip
+        env = {
+            "anthropic_api_key": "sk-test",
+            "anthropic_base_url": api.url,
+            "reviewer_discovery": "false",
+            "llm_chain": f"{SONNET},{HAIKU},offline",
+            **env,
+        }
         return await asyncio.to_thread(launch, settings, names, **env)
 
     return _start
@@ -76,8 +81,13 @@ async def test_injection_repair_budget_fallback_and_circuit(start, client, api):
     overloaded Sonnet (529) hands over to Haiku, the review saying why, until its circuit opens
     and Sonnet is skipped without a call."""
     api.profile(SONNET, obey_injection=True)
-    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", llm_round_budget_usd="0.05",
-                llm_breaker_failures="2")  # fmt: skip
+    await start(
+        ["security", "coordinator"],
+        reviewers="security",
+        required_skills="review.security",
+        llm_round_budget_usd="0.05",
+        llm_breaker_failures="2",
+    )
 
     fooled = await decide(client, "release_secret", "inj-1", description=INJECTION)
     assert fooled.outcome is Outcome.BLOCKED
@@ -118,8 +128,14 @@ async def test_a_slow_model_is_cut_off_before_the_rounds_deadline(start, client,
     """A model slower than the round: the call ends 2 s before the 6 s deadline, the rules review
     instead, and the round is decided by that review, not by a deadline fallback."""
     api.profile(latency=30)
-    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", deadline_seconds="6",
-                llm_deadline_margin_seconds="2", llm_chain=f"{SONNET},offline")  # fmt: skip
+    await start(
+        ["security", "coordinator"],
+        reviewers="security",
+        required_skills="review.security",
+        deadline_seconds="6",
+        llm_deadline_margin_seconds="2",
+        llm_chain=f"{SONNET},offline",
+    )
     started = asyncio.get_running_loop().time()
     outcome = await decide(client, "release_clean", "slow-1", timeout=15)
     waited = asyncio.get_running_loop().time() - started
@@ -134,7 +150,9 @@ async def test_tiering_sends_small_releases_to_the_cheap_model_first(start, clie
     """With Haiku as the cheap tier: a sure Haiku answer stands alone; an unsure one is escalated to
     Sonnet; a release the rules see as risky goes to Sonnet directly."""
     api.profile(HAIKU, confidence=0.95)
-    await start(["security", "coordinator"], reviewers="security", required_skills="review.security", llm_tier_model=HAIKU)
+    await start(
+        ["security", "coordinator"], reviewers="security", required_skills="review.security", llm_tier_model=HAIKU
+    )
     (sure,) = (await decide(client, "release_clean", "tier-1")).reviews
     api.profile(HAIKU, confidence=0.4)
     (unsure,) = (await decide(client, "release_clean", "tier-2")).reviews
@@ -142,8 +160,10 @@ async def test_tiering_sends_small_releases_to_the_cheap_model_first(start, clie
 
     assert sure.model == HAIKU and [a.model for a in sure.attempts] == [HAIKU]
     assert unsure.model == SONNET
-    assert [(a.model, a.status) for a in unsure.attempts] == [(HAIKU, AttemptStatus.ESCALATED),
-                                                             (SONNET, AttemptStatus.ANSWERED)]  # fmt: skip
+    assert [(a.model, a.status) for a in unsure.attempts] == [
+        (HAIKU, AttemptStatus.ESCALATED),
+        (SONNET, AttemptStatus.ANSWERED),
+    ]
     assert [a.model for a in risky.attempts] == [SONNET]
     assert sure.cost_usd < unsure.cost_usd
     assert [r.model for r in api.requests] == [HAIKU, HAIKU, SONNET, SONNET]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from bus.embedded import EmbeddedNats
+from bus.ops.embedded import EmbeddedNats
 
 PASSWORD = "hunter2-Zq8v"
 
@@ -23,9 +23,13 @@ def test_mesh_up_and_status_never_print_or_write_the_nats_password(tmp_path):
     url = f"nats://mesh:{PASSWORD}@127.0.0.1:{server.port}"
     env = {**os.environ, "MESH_HOME": str(home), "MESH_NATS_URL": url, "MESH_NAMESPACE": "creds", "COLUMNS": "200"}
     up = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "up", "--base-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
+        [sys.executable, "-m", "bus.ops.cli", "up", "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     run_file = home / "run.json"
     try:
         deadline = time.monotonic() + 60
@@ -36,8 +40,13 @@ def test_mesh_up_and_status_never_print_or_write_the_nats_password(tmp_path):
         assert json.loads(written)["nats_url"] == f"nats://mesh:***@127.0.0.1:{server.port}"
 
         shown = [
-            subprocess.run([sys.executable, "-m", "bus.cli", "status", *flags],
-                           capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "bus.ops.cli", "status", *flags],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
             for flags in ([], ["--json"])
         ]
         for result in shown:

@@ -11,7 +11,6 @@ from contracts.deadletters import DeadLetter
 from contracts.outcomes import Outcome, RoundDecided
 from tests.e2e.support import eventually, sample, stream_messages
 
-
 ALL = ["security", "compliance", "coordinator"]
 
 
@@ -84,8 +83,10 @@ async def test_bad_events_are_dead_lettered_and_services_survive(mesh, client, s
     await client.js.publish(subject, json.dumps({"release_id": "rel-x", "changes": "oops"}).encode())
 
     async def three_each():
-        records = [DeadLetter.model_validate_json(m) for m in await stream_messages(
-            settings.nats_url, settings.subjects.dead_letter_stream)]
+        records = [
+            DeadLetter.model_validate_json(m)
+            for m in await stream_messages(settings.nats_url, settings.subjects.dead_letter_stream)
+        ]
         return records if len(records) >= 6 else None
 
     records = await eventually(three_each, timeout=15)

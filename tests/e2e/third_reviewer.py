@@ -5,8 +5,8 @@ Run: `python -m tests.e2e.third_reviewer` (with MESH_NATS_URL, MESH_NAMESPACE, M
 
 import uvicorn
 
+from bus.ops.settings import MeshSettings
 from bus.runtime import Agent, Delivery
-from bus.settings import MeshSettings
 from contracts.cards import AgentSkill
 from contracts.ids import review_msg_id
 from contracts.releases import ReleaseProposed
@@ -25,13 +25,19 @@ def build(settings: MeshSettings) -> Agent:
     subject = settings.subjects.review_submitted("performance")
     agent.publishes(subject, ReviewSubmitted)
 
-    @agent.consumes(stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed)
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
     async def review(proposal: ReleaseProposed, delivery: Delivery) -> None:
         loops = sum(line.lstrip("+ ").startswith("for ") for c in proposal.changes for line in c.diff.splitlines())
         review = ReviewSubmitted.answering(  # tied to this revision and this proposal
-            proposal, reviewer="performance", verdict=Verdict.APPROVE if loops < 3 else Verdict.NEEDS_HUMAN,
-            confidence=0.6, rationale=f"{loops} new loop(s).", model="loop-counter",
-        )  # fmt: skip
+            proposal,
+            reviewer="performance",
+            verdict=Verdict.APPROVE if loops < 3 else Verdict.NEEDS_HUMAN,
+            confidence=0.6,
+            rationale=f"{loops} new loop(s).",
+            model="loop-counter",
+        )
         msg_id = review_msg_id(review)
         await delivery.publish(review, subject, msg_id=msg_id)
 

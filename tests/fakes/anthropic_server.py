@@ -12,4 +12,4 @@ from services.llm.fake import __all__ as _FAKE
 DEFAULT_MODEL = "claude-sonnet-4-6"
 APPROVE = {"verdict": "approve", "confidence": 0.9, "rationale": "Nothing blocks this release.", "findings": []}
 
-__all__ = ["APPROVE", "DEFAULT_MODEL", *_FAKE]  # noqa: PLE0604
+__all__ = ["APPROVE", "DEFAULT_MODEL", *_FAKE]

@@ -137,8 +137,12 @@ def request_usage(request: dict[str, Any], model: str, cache: PromptCache, outpu
     total = tokens_in(everything)
     prefix = cacheable_prefix(request)
     prefix_tokens = tokens_in(prefix) if prefix else 0
-    use = {"input_tokens": total, "output_tokens": output_tokens,
-           "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}  # fmt: skip
+    use = {
+        "input_tokens": total,
+        "output_tokens": output_tokens,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
     if prefix and prefix_tokens >= MIN_CACHEABLE_TOKENS.get(model, 1024):
         key = hashlib.sha256(f"{model}\n{prefix}".encode()).hexdigest()
         use["cache_read_input_tokens" if cache.hit(key) else "cache_creation_input_tokens"] = prefix_tokens
@@ -149,8 +153,9 @@ def request_usage(request: dict[str, Any], model: str, cache: PromptCache, outpu
 class ProviderLimits:
     """Per-model request and token limits, as token buckets holding `burst_seconds` of refill."""
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, burst_seconds: float = 2.0,
-                 clock=time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, rpm: float | None = None, tpm: float | None = None, *, burst_seconds: float = 2.0, clock=time.monotonic
+    ) -> None:
         self.rpm, self.tpm, self.burst_seconds, self.clock = rpm, tpm, burst_seconds, clock
         self._buckets: dict[tuple[str, str], list[float]] = {}  # (model, kind) -> [level, updated]
         self._lock = threading.Lock()
@@ -194,8 +199,13 @@ def answer(request: dict[str, Any], profile: Profile, cache: PromptCache, rng: r
     delay = max(0.0, profile.latency * (1 + rng.uniform(-profile.jitter, profile.jitter)))
     if tool is None:
         text = "Fake answer."
-        return message([{"type": "text", "text": text}], "end_turn", model=model,
-                       use=request_usage(request, model, cache, tokens_in(text) + 5), delay=delay)  # fmt: skip
+        return message(
+            [{"type": "text", "text": text}],
+            "end_turn",
+            model=model,
+            use=request_usage(request, model, cache, tokens_in(text) + 5),
+            delay=delay,
+        )
     schema = tool.get("input_schema", {})
     tool_input = {**from_schema(schema, tool["name"]), **profile.answer}
     if isinstance(profile.confidence, tuple):

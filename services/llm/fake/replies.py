@@ -1,8 +1,8 @@
 """Canned answers for the fake Anthropic server, shaped exactly like the Messages API's.
 
-    api.reply(tool_call({"verdict": "reject", ...}), server_error(500))   # next two requests
-    api.reply(rate_limited(retry_after=1), model="claude-sonnet-4-6")      # next sonnet request
-    api.always(overloaded(), model="claude-sonnet-4-6")                    # every sonnet request
+api.reply(tool_call({"verdict": "reject", ...}), server_error(500))   # next two requests
+api.reply(rate_limited(retry_after=1), model="claude-sonnet-4-6")      # next sonnet request
+api.always(overloaded(), model="claude-sonnet-4-6")                    # every sonnet request
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class Reply:
     delay: float = 0.0
 
 
-def usage(input_tokens: int = 812, output_tokens: int = 143, cache_read: int | None = 0,
-          cache_creation: int | None = 1290) -> dict[str, Any]:  # fmt: skip
+def usage(
+    input_tokens: int = 812, output_tokens: int = 143, cache_read: int | None = 0, cache_creation: int | None = 1290
+) -> dict[str, Any]:
     """A `usage` object; None mirrors fields the API leaves null."""
     return {
         "input_tokens": input_tokens,
@@ -40,8 +41,14 @@ def usage(input_tokens: int = 812, output_tokens: int = 143, cache_read: int | N
     }
 
 
-def message(content: list[dict[str, Any]], stop_reason: str, *, model: str | None = None,
-            use: dict[str, Any] | None = None, delay: float = 0.0) -> Reply:  # fmt: skip
+def message(
+    content: list[dict[str, Any]],
+    stop_reason: str,
+    *,
+    model: str | None = None,
+    use: dict[str, Any] | None = None,
+    delay: float = 0.0,
+) -> Reply:
     body = {
         "id": next_id("msg"),
         "type": "message",
@@ -55,8 +62,9 @@ def message(content: list[dict[str, Any]], stop_reason: str, *, model: str | Non
     return Reply(body=body, headers={"request-id": next_id("req")}, delay=delay)
 
 
-def tool_call(tool_input: Any, *, name: str = "submit_review", model: str | None = None,
-              use: dict[str, Any] | None = None) -> Reply:  # fmt: skip
+def tool_call(
+    tool_input: Any, *, name: str = "submit_review", model: str | None = None, use: dict[str, Any] | None = None
+) -> Reply:
     """The model called tool `name` with `tool_input` (valid or not: this reply does not check)."""
     block = {"type": "tool_use", "id": next_id("toolu"), "name": name, "input": tool_input}
     return message([block], "tool_use", model=model, use=use)

@@ -109,8 +109,9 @@ class _Server(ThreadingHTTPServer):
 class FakeAnthropic:
     """A threaded HTTP server answering `POST /v1/messages`; see the module docstring."""
 
-    def __init__(self, default: Reply | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 seed: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, default: Reply | None = None, *, host: str = "127.0.0.1", port: int = 0, seed: int | None = None
+    ) -> None:
         self.requests: list[Recorded] = []
         self.profiles: dict[str | None, Profile] = {None: Profile()}
         self.limits = ProviderLimits()
@@ -260,10 +261,10 @@ class FakeAnthropic:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like the real API
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 self._send(fake._control("GET", self.path.split("?")[0], None))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 try:
                     body = json.loads(raw or b"null")
@@ -301,7 +302,7 @@ class FakeAnthropic:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up (timeout) before the slow reply came
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # keep output quiet
 
         return Handler

@@ -46,8 +46,9 @@ async def make_llm(api):
     """`make_llm(rpm=…, max_attempts=…, …)`: an LLMClient on the fake with quick retries."""
     clients = []
 
-    def make(*, rpm=1e6, tpm=1e9, in_flight=32, max_attempts=3, breaker_failures=5, breaker_reset=30.0,
-             timeout=10.0) -> LLMClient:  # fmt: skip
+    def make(
+        *, rpm=1e6, tpm=1e9, in_flight=32, max_attempts=3, breaker_failures=5, breaker_reset=30.0, timeout=10.0
+    ) -> LLMClient:
         sdk = anthropic.AsyncAnthropic(api_key="sk-test", base_url=api.url, max_retries=0)
         llm = LLMClient(
             api=sdk,

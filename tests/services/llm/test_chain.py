@@ -9,7 +9,11 @@ from services.llm.errors import BadAnswer, CircuitOpen, LLMConfigError, ModelErr
 
 def test_chains_parse_in_every_accepted_form():
     """Comma lists, `>` arrows, JSON and per-agent compact entries all give the same chains."""
-    assert parse_chain("claude-sonnet-4-6, claude-haiku-4-5 ,offline") == ["claude-sonnet-4-6", "claude-haiku-4-5", "offline"]
+    assert parse_chain("claude-sonnet-4-6, claude-haiku-4-5 ,offline") == [
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+        "offline",
+    ]
     assert parse_chain("a>offline") == ["a", "offline"]
     assert parse_chains("security=a>b>offline,compliance=offline") == {
         "security": ["a", "b", "offline"],

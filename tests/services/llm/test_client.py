@@ -19,8 +19,9 @@ async def test_a_429_waits_the_retry_after_then_succeeds(api, make_llm):
     """HTTP 429 with `retry-after: 1` is retried after at least one second, and the answer is used."""
     api.reply(rate_limited(retry_after=1))
     meter = Meter()
-    response = await make_llm().create(model=MODEL, request=REQUEST, deadline=in_seconds(20),
-                                       budget=unlimited(), meter=meter)  # fmt: skip
+    response = await make_llm().create(
+        model=MODEL, request=REQUEST, deadline=in_seconds(20), budget=unlimited(), meter=meter
+    )
     first, second = api.requests
     assert second.at - first.at >= 1.0
     assert response.content[0].type == "tool_use"
@@ -42,8 +43,9 @@ async def test_server_errors_are_retried_with_backoff_up_to_the_attempt_limit(ap
     """HTTP 500 is retried: three attempts, then ModelError naming the status."""
     api.always(server_error(500, retry_after_ms=0))
     with pytest.raises(ModelError, match="HTTP 500"):
-        await make_llm(max_attempts=3).create(model=MODEL, request=REQUEST, deadline=in_seconds(20),
-                                              budget=unlimited(), meter=Meter())  # fmt: skip
+        await make_llm(max_attempts=3).create(
+            model=MODEL, request=REQUEST, deadline=in_seconds(20), budget=unlimited(), meter=Meter()
+        )
     assert len(api.requests) == 3
 
 
@@ -65,7 +67,9 @@ async def test_the_call_timeout_ends_before_the_deadline(api, make_llm):
 async def test_no_request_starts_without_a_useful_amount_of_time(api, make_llm):
     """With less than a second to the deadline, NoTimeLeft and no request at all."""
     with pytest.raises(NoTimeLeft):
-        await make_llm().create(model=MODEL, request=REQUEST, deadline=in_seconds(0.5), budget=unlimited(), meter=Meter())
+        await make_llm().create(
+            model=MODEL, request=REQUEST, deadline=in_seconds(0.5), budget=unlimited(), meter=Meter()
+        )
     assert api.requests == []
 
 
@@ -107,9 +111,13 @@ async def test_the_gate_keeps_concurrent_calls_under_the_provider_limit(api, mak
     """60 calls at once against a 1,200 rpm provider: ungated they draw 429s; gated at 1,200 rpm, none."""
 
     async def burst(llm):
-        await asyncio.gather(*(llm.create(model=MODEL, request=REQUEST, deadline=in_seconds(20),
-                                          budget=unlimited(), meter=Meter()) for _ in range(60)),
-                             return_exceptions=True)  # fmt: skip
+        await asyncio.gather(
+            *(
+                llm.create(model=MODEL, request=REQUEST, deadline=in_seconds(20), budget=unlimited(), meter=Meter())
+                for _ in range(60)
+            ),
+            return_exceptions=True,
+        )
 
     api.limit(rpm=1200)  # the provider allows 2 s of burst; the gate uses 1 s
     await burst(make_llm(rpm=1e6, in_flight=100, max_attempts=1))
@@ -136,8 +144,9 @@ async def test_cost_comes_from_the_price_table_and_is_charged_to_budget_and_mete
 async def test_a_spent_budget_sends_nothing(api, make_llm):
     """When the estimated cost no longer fits the round budget, BudgetExhausted and no request."""
     with pytest.raises(BudgetExhausted, match="round budget"):
-        await make_llm().create(model=MODEL, request=REQUEST, deadline=in_seconds(20),
-                                budget=RoundBudget(max_usd=0.000001), meter=Meter())  # fmt: skip
+        await make_llm().create(
+            model=MODEL, request=REQUEST, deadline=in_seconds(20), budget=RoundBudget(max_usd=0.000001), meter=Meter()
+        )
     assert api.requests == []
 
 

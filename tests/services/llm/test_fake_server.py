@@ -51,7 +51,10 @@ async def test_usage_writes_then_reads_the_cache_above_the_models_minimum(api, s
     assert MIN_CACHEABLE_TOKENS["claude-haiku-4-5"] == 4096
     assert (haiku.cache_read_input_tokens, haiku.cache_creation_input_tokens) == (0, 0)
     plain = (await sdk.messages.create(**review_call(cache=False))).usage
-    assert plain.cache_read_input_tokens == 0 and plain.input_tokens == first.input_tokens + first.cache_creation_input_tokens
+    assert (
+        plain.cache_read_input_tokens == 0
+        and plain.input_tokens == first.input_tokens + first.cache_creation_input_tokens
+    )
 
 
 async def test_the_provider_limit_answers_429_with_retry_after_in_seconds(api, sdk):
@@ -103,8 +106,9 @@ async def test_requests_the_api_would_refuse_are_refused(api, sdk):
 
 async def test_it_runs_as_its_own_process_steered_over_http():
     """`python -m services.llm.fake` prints its URL, answers the SDK and takes profiles over HTTP."""
-    process = subprocess.Popen([sys.executable, "-m", "services.llm.fake", "--latency", "0"],
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.llm.fake", "--latency", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         url = process.stdout.readline().strip()
         httpx.post(f"{url}/_fake/profile", json={"model": "claude-haiku-4-5", "confidence": 0.42})

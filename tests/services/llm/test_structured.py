@@ -16,8 +16,16 @@ class Answer(BaseModel):
 
 
 async def ask(llm, meter=None):
-    return await ask_for_tool(llm, model=MODEL, request=REQUEST, prompt="Review this.", schema=Answer,
-                              deadline=in_seconds(20), budget=unlimited(), meter=meter or Meter())  # fmt: skip
+    return await ask_for_tool(
+        llm,
+        model=MODEL,
+        request=REQUEST,
+        prompt="Review this.",
+        schema=Answer,
+        deadline=in_seconds(20),
+        budget=unlimited(),
+        meter=meter or Meter(),
+    )
 
 
 async def test_malformed_input_gets_one_repair_with_the_errors_as_a_tool_result(api, make_llm):
@@ -57,7 +65,9 @@ async def test_a_refusal_with_no_content_is_asked_afresh(api, make_llm):
 async def test_a_second_bad_answer_is_a_bad_answer_never_an_unvalidated_one(api, make_llm):
     """Malformed twice: BadAnswer describing both, after exactly two requests."""
     api.reply(tool_call({"verdict": "maybe"}, name="answer"), text_only())
-    with pytest.raises(BadAnswer, match=r"input was invalid .*; after one repair attempt, the model did not call answer"):
+    with pytest.raises(
+        BadAnswer, match=r"input was invalid .*; after one repair attempt, the model did not call answer"
+    ):
         await ask(make_llm())
     assert len(api.requests) == 2
 

@@ -3,7 +3,7 @@
 import anthropic
 import pytest
 
-from bus.settings import MeshSettings
+from bus.ops.settings import MeshSettings
 from services.llm.client import LLMClient
 from services.llm.gate import Gates, Limits, limits_resolver
 from services.llm.pricing import price_table
@@ -24,8 +24,13 @@ async def brain_for(api):
     clients = []
 
     def make(focus: str = "security", *, max_attempts: int = 3, breaker_failures: int = 5, **overrides):
-        values = {"anthropic_api_key": "sk-test", "anthropic_base_url": api.url, "max_tokens": 1024,
-                  "llm_chain": "claude-sonnet-4-6,offline", **overrides}  # fmt: skip
+        values = {
+            "anthropic_api_key": "sk-test",
+            "anthropic_base_url": api.url,
+            "max_tokens": 1024,
+            "llm_chain": "claude-sonnet-4-6,offline",
+            **overrides,
+        }
         settings = MeshSettings(_env_file=None, **values)
         llm = LLMClient(
             api=anthropic.AsyncAnthropic(api_key="sk-test", base_url=api.url, max_retries=0),

@@ -46,7 +46,10 @@ async def test_every_model_failing_ends_offline_with_each_reason(api, brain_for)
     assessment = await brain_for(llm_chain=CHAIN).assess(secret())
     assert (assessment.model, assessment.verdict) == ("offline-rules", Verdict.REJECT)
     assert [(a.model, a.status) for a in assessment.attempts] == [
-        (SONNET, AttemptStatus.FAILED), (HAIKU, AttemptStatus.FAILED), ("offline-rules", AttemptStatus.ANSWERED)]  # fmt: skip
+        (SONNET, AttemptStatus.FAILED),
+        (HAIKU, AttemptStatus.FAILED),
+        ("offline-rules", AttemptStatus.ANSWERED),
+    ]
     assert assessment.rationale.startswith(f"Model {SONNET} failed: the API answered HTTP 529")
 
 
@@ -98,7 +101,10 @@ async def test_a_spent_round_budget_stops_calls_and_applies_the_offline_fallback
     assessment = await brain_for(llm_chain=CHAIN, llm_round_budget_usd=0.05).assess(secret())
     assert assessment.model == "offline-rules" and assessment.verdict is Verdict.REJECT
     assert [(a.model, a.status) for a in assessment.attempts] == [
-        (SONNET, AttemptStatus.FAILED), (HAIKU, AttemptStatus.SKIPPED), ("offline-rules", AttemptStatus.ANSWERED)]  # fmt: skip
+        (SONNET, AttemptStatus.FAILED),
+        (HAIKU, AttemptStatus.SKIPPED),
+        ("offline-rules", AttemptStatus.ANSWERED),
+    ]
     assert "repair attempt was not answered: the round budget of 0.0500 USD is spent" in assessment.attempts[0].reason
     assert "round budget of 0.0500 USD is spent" in assessment.attempts[1].reason
     assert [r.model for r in api.requests] == [SONNET]
@@ -124,8 +130,15 @@ def test_the_call_deadline_is_the_rounds_less_the_margin_and_never_more_than_a_r
     """deadline_for: occurred_at + deadline − margin, capped at one round from now (clock skew)."""
     from services.review.brain import ChainBrain
 
-    brain = ChainBrain(reviewer=None, offline=None, chain=["offline"], deadline_seconds=30, margin_seconds=2,
-                       wall_clock=lambda: 1_000_000.0, clock=lambda: 50.0)  # fmt: skip
+    brain = ChainBrain(
+        reviewer=None,
+        offline=None,
+        chain=["offline"],
+        deadline_seconds=30,
+        margin_seconds=2,
+        wall_clock=lambda: 1_000_000.0,
+        clock=lambda: 50.0,
+    )
     proposal = clean()
     proposal.occurred_at = proposal.occurred_at.fromtimestamp(1_000_000 - 10, tz=proposal.occurred_at.tzinfo)
     assert brain.deadline_for(proposal) == pytest.approx(50 + 30 - 10 - 2)
@@ -134,8 +147,14 @@ def test_the_call_deadline_is_the_rounds_less_the_margin_and_never_more_than_a_r
 
 
 def _assessment(verdict, findings, confidence=0.9):
-    return Assessment(verdict=verdict, confidence=confidence, rationale="model words", findings=findings,
-                      model=SONNET, tokens=TokenUsage())  # fmt: skip
+    return Assessment(
+        verdict=verdict,
+        confidence=confidence,
+        rationale="model words",
+        findings=findings,
+        model=SONNET,
+        tokens=TokenUsage(),
+    )
 
 
 def test_a_critical_rule_finding_overrules_a_models_approval():
@@ -164,8 +183,7 @@ def test_planted_instructions_do_not_change_the_offline_verdict():
     """The offline reviewer gives the same verdict and findings with or without an injected instruction."""
     reviewer = OfflineReviewer(load_rules("security"), name="security")
     plain = reviewer.review(secret())
-    injected_change = secret().changes[0].model_copy(
-        update={"diff": secret().changes[0].diff + f"\n+# {INJECTION}\n"})  # fmt: skip
+    injected_change = secret().changes[0].model_copy(update={"diff": secret().changes[0].diff + f"\n+# {INJECTION}\n"})
     attacked = reviewer.review(secret(description=INJECTION, changes=[injected_change, *secret().changes[1:]]))
     assert attacked.verdict is plain.verdict is Verdict.REJECT
     assert {f.rule for f in attacked.findings} == {f.rule for f in plain.findings}

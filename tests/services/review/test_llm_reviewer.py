@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bus.settings import MeshSettings
+from bus.ops.settings import MeshSettings
 from contracts.releases import Change, ReleaseProposed
 from contracts.reviews import AttemptStatus, Severity, Verdict
 from services.llm.errors import LLMConfigError
@@ -47,8 +47,13 @@ def proposal_in(request_body: dict) -> dict:
 
 async def test_a_valid_tool_call_becomes_the_assessment(api, brain_for):
     """Verdict, findings and rationale come from the tool input; model, tokens and cost from the response."""
-    api.reply(tool_call(REJECT, model="claude-sonnet-4-6-20261101",
-                        use=usage(input_tokens=900, output_tokens=120, cache_read=1500, cache_creation=0)))  # fmt: skip
+    api.reply(
+        tool_call(
+            REJECT,
+            model="claude-sonnet-4-6-20261101",
+            use=usage(input_tokens=900, output_tokens=120, cache_read=1500, cache_creation=0),
+        )
+    )
     assessment = await brain_for().assess(release())
     assert (assessment.verdict, assessment.confidence) == (Verdict.REJECT, 0.97)
     assert assessment.rationale == REJECT["rationale"]
@@ -118,7 +123,9 @@ async def test_injected_closing_tags_stay_inside_the_data(api, brain_for):
 
 async def test_malformed_tool_input_is_repaired_once(api, brain_for):
     """An invalid submit_review input gets one repair request; the valid second answer is the review."""
-    api.reply(tool_call({"verdict": "ship-it", "confidence": 7, "rationale": "", "findings": "none"}), tool_call(REJECT))
+    api.reply(
+        tool_call({"verdict": "ship-it", "confidence": 7, "rationale": "", "findings": "none"}), tool_call(REJECT)
+    )
     assessment = await brain_for().assess(release())
     assert (assessment.model, assessment.verdict) == ("claude-sonnet-4-6", Verdict.REJECT)
     assert assessment.attempts[0].requests == 2
@@ -133,7 +140,9 @@ async def test_malformed_twice_falls_back_to_the_rules(api, brain_for):
     assert assessment.model == "offline-rules"
     assert assessment.verdict is Verdict.REJECT  # the rules still catch the planted key
     assert [f.rule for f in assessment.findings] == ["SEC001"]
-    assert assessment.rationale.startswith("Model claude-sonnet-4-6 failed: the model's submit_review input was invalid")
+    assert assessment.rationale.startswith(
+        "Model claude-sonnet-4-6 failed: the model's submit_review input was invalid"
+    )
     assert "after one repair attempt" in assessment.rationale
     assert assessment.tokens.input_tokens == 2 * 812  # the failed calls' tokens were still spent
     assert [(a.model, a.status) for a in assessment.attempts] == [
@@ -185,8 +194,11 @@ async def test_an_oversized_release_goes_straight_to_the_rules(api, brain_for):
 
 async def test_a_secret_quoted_by_the_model_is_redacted(api, brain_for):
     """If the model repeats the key despite its instructions, the assessment does not."""
-    leaky = {**REJECT, "rationale": f"Key {AWS_KEY} is committed.", "findings": [
-        {"rule": "SEC001", "severity": "critical", "message": f"Remove {AWS_KEY}."}]}  # fmt: skip
+    leaky = {
+        **REJECT,
+        "rationale": f"Key {AWS_KEY} is committed.",
+        "findings": [{"rule": "SEC001", "severity": "critical", "message": f"Remove {AWS_KEY}."}],
+    }
     api.reply(tool_call(leaky))
     assessment = await brain_for().assess(release())
     assert AWS_KEY not in repr(assessment)
@@ -209,8 +221,13 @@ def test_make_brain_without_a_key_is_the_offline_reviewer():
 
 async def test_make_brain_with_a_key_walks_the_agents_chain_through_the_shared_client(api):
     """With a key the brain asks the agent's chain via the process's shared client (SDK retries off)."""
-    settings = MeshSettings(_env_file=None, anthropic_api_key="sk-test", anthropic_base_url=api.url, max_tokens=512,
-                            llm_chains="security=claude-haiku-4-5>offline")  # fmt: skip
+    settings = MeshSettings(
+        _env_file=None,
+        anthropic_api_key="sk-test",
+        anthropic_base_url=api.url,
+        max_tokens=512,
+        llm_chains="security=claude-haiku-4-5>offline",
+    )
     brain = make_brain("security", settings=settings)
     assert isinstance(brain, ChainBrain) and brain.models == ["claude-haiku-4-5"]
     assert brain.reviewer.llm.api.max_retries == 0
@@ -225,7 +242,8 @@ async def test_make_brain_with_a_key_walks_the_agents_chain_through_the_shared_c
 
 def test_a_chain_model_without_a_price_fails_at_startup(api):
     """A model in the chain with no price is refused when the brain is built, naming MESH_LLM_PRICES."""
-    settings = MeshSettings(_env_file=None, anthropic_api_key="sk", anthropic_base_url=api.url,
-                            llm_chain="claude-sonnet-9,offline")  # fmt: skip
+    settings = MeshSettings(
+        _env_file=None, anthropic_api_key="sk", anthropic_base_url=api.url, llm_chain="claude-sonnet-9,offline"
+    )
     with pytest.raises(LLMConfigError, match="MESH_LLM_PRICES has no price for model 'claude-sonnet-9'"):
         make_brain("security", settings=settings)

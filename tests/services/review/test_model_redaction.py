@@ -15,9 +15,12 @@ ECHO = {
 
 def release() -> ReleaseProposed:
     return ReleaseProposed(
-        release_id="rel-7", service="payments-api", version="1.0.1", title="Configure the database",
+        release_id="rel-7",
+        service="payments-api",
+        version="1.0.1",
+        title="Configure the database",
         changes=[Change(path="src/config.py", diff='@@ -1 +1,2 @@\n import os\n+DB_PASSWORD = "hunter2"\n')],
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("focus", ["security", "compliance"])

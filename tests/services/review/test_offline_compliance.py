@@ -37,14 +37,22 @@ def reviewer() -> OfflineReviewer:
 # (rule, path, an added line that must fire it, the fixed line that must not fire anything)
 CASES = [
     ("CMP001", "src/signup.py", 'logger.info("new signup %s", user.email)', 'logger.info("new signup %s", user.id)'),
-    ("CMP002", "src/models.py", "    email = Column(String(255), nullable=False)",
-     "    email_hash = Column(String(64), nullable=False)"),
-    ("CMP003", "migrations/0042_add_phone.sql", "ALTER TABLE customers ADD COLUMN phone_number VARCHAR(32);",
-     "ALTER TABLE customers ADD COLUMN loyalty_tier VARCHAR(32);"),
+    (
+        "CMP002",
+        "src/models.py",
+        "    email = Column(String(255), nullable=False)",
+        "    email_hash = Column(String(64), nullable=False)",
+    ),
+    (
+        "CMP003",
+        "migrations/0042_add_phone.sql",
+        "ALTER TABLE customers ADD COLUMN phone_number VARCHAR(32);",
+        "ALTER TABLE customers ADD COLUMN loyalty_tier VARCHAR(32);",
+    ),
     ("CMP004", "config/retention.yaml", "audit_log_retention_days: 30", "audit_log_format: json"),
     ("CMP005", "config/jobs.yaml", "gdpr_purge_job_enabled: false", "gdpr_purge_job_enabled: true"),
     ("CMP009", "requirements.txt", "ghostscript-bindings==0.9.1  # AGPL-3.0-only", "chardet==5.2.0  # LGPL-2.1"),
-]  # fmt: skip
+]
 
 MORE_POSITIVES = [
     ("CMP001", "src/charge.py", 'log.warning(f"charge failed for card {card_number}")'),
@@ -93,13 +101,15 @@ def test_the_fixed_line_is_clean(reviewer, rule, path, bad, good):
     assert (assessment.findings, assessment.verdict) == ([], Verdict.APPROVE)
 
 
-@pytest.mark.parametrize(("rule", "path", "line"), MORE_POSITIVES, ids=[f"{r}:{l[:30]}" for r, _, l in MORE_POSITIVES])
+@pytest.mark.parametrize(
+    ("rule", "path", "line"), MORE_POSITIVES, ids=[f"{r}:{text[:30]}" for r, _, text in MORE_POSITIVES]
+)
 def test_other_shapes_of_the_problem_fire_too(reviewer, rule, path, line):
     """Variants in other languages, frameworks and file formats fire the same rule."""
     assert rule in {f.rule for f in reviewer.review(release((path, hunk(line)))).findings}
 
 
-@pytest.mark.parametrize(("path", "line"), MORE_NEGATIVES, ids=[f"{p}:{l[:30]}" for p, l in MORE_NEGATIVES])
+@pytest.mark.parametrize(("path", "line"), MORE_NEGATIVES, ids=[f"{p}:{text[:30]}" for p, text in MORE_NEGATIVES])
 def test_lookalikes_stay_quiet(reviewer, path, line):
     """Prose mentions, masked values, hashes, DTOs, caches, tests and docs raise nothing."""
     assert reviewer.review(release((path, hunk(line)))).findings == []

@@ -36,31 +36,59 @@ def reviewer() -> OfflineReviewer:
 # (rule, path, an added line that must fire it, the fixed line that must not fire anything)
 CASES = [
     ("SEC001", "src/config.py", f'AWS_ACCESS_KEY_ID = "{AWS_KEY}"', 'AWS_ACCESS_KEY_ID = os.environ["AWS_KEY_ID"]'),
-    ("SEC002", "deploy/env.py", 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ8Lw3hT1a"',
-     "aws_secret_access_key = secrets.get('aws/secret')"),
-    ("SEC003", "src/llm.py", 'client = Anthropic(api_key="sk-ant-api03-Xk29fLq0Zr8PmWv3Ty7Nc1Bd")',
-     'client = Anthropic(api_key=settings.anthropic_api_key)'),
-    ("SEC004", "scripts/release.sh", "export GITHUB_TOKEN=ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS",
-     'export GITHUB_TOKEN="${{ secrets.GITHUB_TOKEN }}"'),
+    (
+        "SEC002",
+        "deploy/env.py",
+        'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzQ8Lw3hT1a"',
+        "aws_secret_access_key = secrets.get('aws/secret')",
+    ),
+    (
+        "SEC003",
+        "src/llm.py",
+        'client = Anthropic(api_key="sk-ant-api03-Xk29fLq0Zr8PmWv3Ty7Nc1Bd")',
+        "client = Anthropic(api_key=settings.anthropic_api_key)",
+    ),
+    (
+        "SEC004",
+        "scripts/release.sh",
+        "export GITHUB_TOKEN=ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS",
+        'export GITHUB_TOKEN="${{ secrets.GITHUB_TOKEN }}"',
+    ),
     ("SEC005", "src/notify.py", 'SLACK_TOKEN = "xoxb-2048-4096-a1b2C3d4E5f6G7h8"', "SLACK_TOKEN = settings.slack"),
     ("SEC006", "deploy/tls/server.key", "-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN CERTIFICATE-----"),
     ("SEC007", "src/weather.py", 'weather_api_key = "9f8e7d6c5b4a39281706f5e4"', 'weather_api_key = "<your-api-key>"'),
     ("SEC008", "src/db.py", 'DB_PASSWORD = "Tr0ub4dor&3"', 'DB_PASSWORD = os.environ["DB_PASSWORD"]'),
-    ("SEC009", "src/db.py", 'DATABASE_URL = "postgresql://payments:Sup3rS3cret@db.internal:5432/payments"',
-     'DATABASE_URL = "postgresql://payments@db.internal:5432/payments"'),
+    (
+        "SEC009",
+        "src/db.py",
+        'DATABASE_URL = "postgresql://payments:Sup3rS3cret@db.internal:5432/payments"',
+        'DATABASE_URL = "postgresql://payments@db.internal:5432/payments"',
+    ),
     ("SEC010", "src/http.py", "resp = requests.get(url, verify=False)", "resp = requests.get(url, verify=CA_BUNDLE)"),
-    ("SEC011", "src/backup.py", 'subprocess.run(f"tar czf {target} {src}", shell=True)',
-     'subprocess.run(["tar", "czf", target, src], check=True)'),
+    (
+        "SEC011",
+        "src/backup.py",
+        'subprocess.run(f"tar czf {target} {src}", shell=True)',
+        'subprocess.run(["tar", "czf", target, src], check=True)',
+    ),
     ("SEC012", "src/backup.py", "subprocess.run(command, shell=True)", "subprocess.run(command_args, check=True)"),
     ("SEC013", "src/calc.py", 'result = eval(request.args["expr"])', 'result = ast.literal_eval(request.args["expr"])'),
     ("SEC014", "src/plugins.py", "exec(plugin_source, namespace)", "importlib.import_module(plugin_name)"),
     ("SEC015", "scripts/setup.sh", "chmod 777 /var/lib/payments", "chmod 750 /var/lib/payments"),
-    ("SEC017", "src/repo.py", 'cur.execute(f"SELECT * FROM refunds WHERE order_id = {order_id}")',
-     'cur.execute("SELECT * FROM refunds WHERE order_id = %s", (order_id,))'),
+    (
+        "SEC017",
+        "src/repo.py",
+        'cur.execute(f"SELECT * FROM refunds WHERE order_id = {order_id}")',
+        'cur.execute("SELECT * FROM refunds WHERE order_id = %s", (order_id,))',
+    ),
     ("SEC018", "src/cache.py", "refund = pickle.loads(blob)", "refund = json.loads(blob)"),
-    ("SEC019", "src/auth.py", "hashed = hashlib.md5(password.encode()).hexdigest()",
-     "etag = hashlib.md5(body).hexdigest()"),
-]  # fmt: skip
+    (
+        "SEC019",
+        "src/auth.py",
+        "hashed = hashlib.md5(password.encode()).hexdigest()",
+        "etag = hashlib.md5(body).hexdigest()",
+    ),
+]
 
 # More shapes of the same problems, and more code that only looks like them.
 MORE_POSITIVES = [
@@ -130,13 +158,15 @@ def test_the_fixed_line_is_clean(reviewer, rule, path, bad, good):
     assert assessment.verdict is Verdict.APPROVE
 
 
-@pytest.mark.parametrize(("rule", "path", "line"), MORE_POSITIVES, ids=[f"{r}:{l[:30]}" for r, _, l in MORE_POSITIVES])
+@pytest.mark.parametrize(
+    ("rule", "path", "line"), MORE_POSITIVES, ids=[f"{r}:{text[:30]}" for r, _, text in MORE_POSITIVES]
+)
 def test_other_shapes_of_the_problem_fire_too(reviewer, rule, path, line):
     """Variants in other languages and styles fire the same rule."""
     assert rule in {f.rule for f in reviewer.review(release((path, hunk(line)))).findings}
 
 
-@pytest.mark.parametrize(("path", "line"), MORE_NEGATIVES, ids=[f"{p}:{l[:30]}" for p, l in MORE_NEGATIVES])
+@pytest.mark.parametrize(("path", "line"), MORE_NEGATIVES, ids=[f"{p}:{text[:30]}" for p, text in MORE_NEGATIVES])
 def test_lookalikes_stay_quiet(reviewer, path, line):
     """Env lookups, placeholders, test fixtures, docs, comments and safe APIs raise nothing."""
     assert reviewer.review(release((path, hunk(line)))).findings == []
@@ -150,14 +180,17 @@ def test_every_security_rule_has_a_case():
 
 def test_planted_aws_key_is_rejected_at_its_line_without_echoing_it(reviewer):
     """A committed AWS key rejects the release, is pinned to file and line, and is never repeated."""
-    diff = '@@ -38,2 +38,3 @@ REGION = "eu-west-1"\n BUCKET = "refunds"\n' f'+AWS_SECRET = "{AWS_KEY}"\n TIMEOUT = 5\n'
+    diff = f'@@ -38,2 +38,3 @@ REGION = "eu-west-1"\n BUCKET = "refunds"\n+AWS_SECRET = "{AWS_KEY}"\n TIMEOUT = 5\n'
     assessment = reviewer.review(release(("src/payments/config.py", diff), ("CHANGELOG.md", "+- Refunds\n")))
     assert assessment.verdict is Verdict.REJECT
     assert assessment.confidence >= 0.99
     (finding,) = assessment.findings  # one finding per secret, not one per matching rule
     assert (finding.rule, finding.severity, finding.file, finding.line) == (
-        "SEC001", Severity.CRITICAL, "src/payments/config.py", 39,
-    )  # fmt: skip
+        "SEC001",
+        Severity.CRITICAL,
+        "src/payments/config.py",
+        39,
+    )
     assert AWS_KEY not in repr(assessment)
     assert AWS_KEY[4:] not in repr(assessment)
 
@@ -184,9 +217,14 @@ def test_removed_auth_check_is_found_but_a_moved_one_is_not(reviewer):
 
 @pytest.mark.parametrize(
     "removed",
-    ["    if not user.is_authenticated:", "    authorize(user, 'refunds:write')", "@requires_auth",
-     "    dependencies=[Depends(get_current_user)],", "    permission_classes = [IsAuthenticated]"],
-)  # fmt: skip
+    [
+        "    if not user.is_authenticated:",
+        "    authorize(user, 'refunds:write')",
+        "@requires_auth",
+        "    dependencies=[Depends(get_current_user)],",
+        "    permission_classes = [IsAuthenticated]",
+    ],
+)
 def test_other_removed_auth_checks_are_found(reviewer, removed):
     """Removing any common form of auth check is reported."""
     diff = f"@@ -5,3 +5,2 @@\n def create_refund(user):\n-{removed}\n     return ok()\n"
@@ -238,7 +276,9 @@ def test_aws_documentation_examples_on_the_line_do_not_hide_a_real_key(reviewer,
     assert assessment.verdict is Verdict.REJECT
 
 
-@pytest.mark.parametrize("line", ['KEY_ID = "AKIAIOSFODNN7EXAMPLE"', 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"'])
+@pytest.mark.parametrize(
+    "line", ['KEY_ID = "AKIAIOSFODNN7EXAMPLE"', 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"']
+)
 def test_aws_documentation_examples_alone_are_not_findings(reviewer, line):
     """AWS's own documented example credentials are placeholders, not leaks."""
     assert reviewer.review(release(("src/config.py", hunk(line)))).verdict is Verdict.APPROVE

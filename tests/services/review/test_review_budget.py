@@ -25,26 +25,29 @@ severity = "low"
 pattern = '(?:a|aa)+c'
 message = "Stands for any rule some input makes slow; nothing in a real rules file should look like this."
 """
-SECRET_THEN_SLOW = """
+SECRET_THEN_SLOW = (
+    """
 [[rule]]
 id = "TST002"
 title = "Planted key"
 severity = "critical"
 pattern = 'AKIA[A-Z2-7]{16}'
 message = "A key is committed; this rule runs first and finds it before the slow one stalls."
-""" + SLOW_RULES
+"""
+    + SLOW_RULES
+)
 STALLING_LINE = "a" * 60 + "b"  # TST001 needs far longer than any budget on this
 
 
 def minified_js(size: int, seed: int = 7) -> str:
     """One line of bundler output: short names, string concatenation, SQL-ish and key-ish words."""
     rng = random.Random(seed)
-    name = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 3)))  # noqa: E731
+    name = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 3)))  # noqa: E731 - a one-line generator reads best inline
     parts = [
         lambda: f'var {name()}=function({name()},{name()}){{return {name()}.eval({name()})+"select "+{name()}}};',
         lambda: f'{name()}.token="{name()}"+{name()}+"-{rng.randint(0, 9)}";',
-        lambda: f'if({name()}.mode&&{name()}.password!=={name()}){{{name()}.log.info({name()}.email)}}',
-        lambda: f'{name()}=[{",".join(str(rng.randint(0, 999)) for _ in range(8))}];',
+        lambda: f"if({name()}.mode&&{name()}.password!=={name()}){{{name()}.log.info({name()}.email)}}",
+        lambda: f"{name()}=[{','.join(str(rng.randint(0, 999)) for _ in range(8))}];",
         lambda: f"{name()}.ttl={name()}.retention||{rng.randint(1, 99)};",
         lambda: f'{name()}("curl "+{name()}+" os.system(" + {name()});',
     ]

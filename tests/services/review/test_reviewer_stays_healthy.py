@@ -11,7 +11,7 @@ import nats
 import pytest
 import uvicorn
 
-from bus.embedded import free_port
+from bus.ops.embedded import free_port
 from contracts.cards import AgentSkill
 from contracts.reviews import ReviewSubmitted, Verdict
 from services.review.offline import INCOMPLETE, OfflineReviewer
@@ -30,17 +30,25 @@ async def test_healthz_answers_within_a_second_while_the_reviewer_works_on_a_pat
     (tmp_path / "slow.toml").write_text(SLOW_RULES, encoding="utf-8")
     rules = load_rules("slow", tmp_path / "slow.toml")
     skill = AgentSkill(id="review.security", name="Security review", description="test", tags=["review"])
-    agent = build_reviewer("security", settings=settings, description="test", skill=skill,
-                           brain=OfflineReviewer(rules, name="security", budget_seconds=3.0))  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(agent.build_app(), host="127.0.0.1", port=settings.http_port,
-                                           log_level="warning", lifespan="on"))  # fmt: skip
+    agent = build_reviewer(
+        "security",
+        settings=settings,
+        description="test",
+        skill=skill,
+        brain=OfflineReviewer(rules, name="security", budget_seconds=3.0),
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(agent.build_app(), host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="on")
+    )
     serving = asyncio.create_task(server.serve())
     nc = await nats.connect(settings.nats_url)
     try:
         while not server.started:
             await asyncio.sleep(0.05)
         reviews = await nc.subscribe(settings.subjects.review_submitted("security"))
-        await nc.jetstream().publish(settings.subjects.release_proposed, release(STALLING_LINE).model_dump_json().encode())
+        await nc.jetstream().publish(
+            settings.subjects.release_proposed, release(STALLING_LINE).model_dump_json().encode()
+        )
         while agent.in_flight == 0:
             await asyncio.sleep(0.01)
 

@@ -163,5 +163,5 @@ def test_an_empty_rules_file_is_an_error(tmp_path):
 def test_redact_removes_everything_secret_rules_match():
     """Secret values are replaced by [REDACTED]; ordinary text is left alone."""
     rules = load_rules("security")
-    text = 'The key AKIAZ3MEXQ4J7HNR2PLC and token ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS are in config.py:3.'
+    text = "The key AKIAZ3MEXQ4J7HNR2PLC and token ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS are in config.py:3."
     assert rules.redact(text) == "The key [REDACTED] and token [REDACTED] are in config.py:3."

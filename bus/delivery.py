@@ -1,0 +1,43 @@
+"""What a handler sees: its event, and a `Delivery` to publish results and read delivery facts."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+from pydantic import BaseModel
+
+from bus.provision import ConsumerSpec
+
+Handler = Callable[[Any, "Delivery"], Awaitable[Any]]
+Publish = Callable[..., Awaitable[PubAck]]  # (model, subject, *, msg_id, headers) -> PubAck
+
+
+@dataclass
+class Delivery:
+    """What a handler gets besides its event: how to publish results, and delivery facts."""
+
+    publisher: Publish
+    message: Msg
+    log: Any
+
+    @property
+    def deliveries(self) -> int:
+        return self.message.metadata.num_delivered
+
+    async def publish(self, model: BaseModel, subject: str, *, msg_id: str, headers: dict | None = None) -> PubAck:
+        """Publish and wait for the PubAck. `msg_id` makes a redelivered handler's publish a no-op."""
+        return await self.publisher(model, subject, msg_id=msg_id, headers=headers)
+
+
+@dataclass
+class Subscription:
+    """One handler on one durable consumer."""
+
+    spec: ConsumerSpec
+    subject: str
+    model: type[BaseModel]
+    handler: Handler

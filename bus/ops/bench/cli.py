@@ -1,0 +1,106 @@
+"""`mesh bench`: the mesh's end-to-end throughput and latency against raw nats-py floors.
+
+`bench` is a command group whose default action is the mesh benchmark, so `mesh bench
+--proposals 50` runs it and other benchmarks can live beside it (`mesh bench <name>`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bus.errors import MeshError
+from bus.ops.settings import MeshSettings
+
+console = Console()
+
+bench = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode="markdown",
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench, name="bench")
+
+
+@bench.callback(invoke_without_command=True)
+def mesh_bench(
+    ctx: typer.Context,
+    proposals: Annotated[
+        int, typer.Option("--proposals", "-n", min=1, help="Proposals measured per system and row.")
+    ] = 1000,
+    concurrency: Annotated[
+        list[int] | None,
+        typer.Option("--concurrency", "-c", min=1, help="Proposals in flight (repeat for several rows)."),
+    ] = None,
+    replicas: Annotated[
+        list[int] | None,
+        typer.Option("--replicas", "-r", min=1, help="Processes per reviewer (repeat for several rows)."),
+    ] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Measure each row this many times; figures are medians.")] = 1,
+    warmup: Annotated[int, typer.Option(min=0, help="Unmeasured proposals before each measurement.")] = 100,
+    open_rounds: Annotated[
+        int, typer.Option(min=0, help="Open rounds to grow the coordinator to (0 skips that row).")
+    ] = 10_000,
+    probes: Annotated[int, typer.Option(min=1, help="Reviews timed at each open-rounds checkpoint.")] = 100,
+    floor_kv: Annotated[
+        bool, typer.Option("--floor-kv/--no-floor-kv", help="Also run the floor with durable rounds.")
+    ] = True,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write latency CDFs to this PNG file.")] = None,
+) -> None:
+    """Measure the mesh end to end against a raw nats-py floor, in the same run.
+
+    Starts embedded nats-servers, the real services as separate processes (offline
+    reviewers: no model calls) and, beside them, the floors: the same message flow written
+    directly on nats-py with the same processes, payloads, consumers and acks. Publishes N
+    proposals keeping C in flight and reports proposals/s, publish -> outcome latency
+    p50/p90/p99, CPU seconds and peak RSS per process, and mesh/floor ratios. Then grows
+    the coordinator to many open rounds and times a review at each step.
+
+    Without `--concurrency`/`--replicas` it runs the full matrix, C = 1, 16, 128 and R = 1, 2;
+    with either one, the other defaults to a single value (C = 16, R = 1).
+
+    Example: `mesh bench --proposals 1000 --json bench.json --plot bench.png`
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from bus.ops.bench.report import print_report, write_json, write_plot
+    from bus.ops.bench.runner import MATRIX_CONCURRENCY, MATRIX_REPLICAS, Plan, run_bench
+
+    settings: MeshSettings = ctx.obj
+    matrix = not concurrency and not replicas
+    plan = Plan(
+        proposals=proposals,
+        concurrencies=list(MATRIX_CONCURRENCY) if matrix else list(concurrency or [16]),
+        replicas=list(MATRIX_REPLICAS) if matrix else list(replicas or [1]),
+        systems=["floor", "floor+kv", "mesh"] if floor_kv else ["floor", "mesh"],
+        repeat=repeat,
+        warmup=min(warmup, proposals),
+        open_rounds=open_rounds,
+        probes=probes,
+    )
+    home = settings.home / "bench"
+    console.print(
+        f"[bold]mesh bench[/]: {plan.proposals} proposals per run, C={plan.concurrencies}, R={plan.replicas}, "
+        f"systems {', '.join(plan.systems)}; open rounds up to {plan.open_rounds:,}. Logs in {home}."
+    )
+    try:
+        report = run_bench(settings, plan, home=home, console=console)
+    except OSError as exc:
+        raise MeshError(f"the benchmark could not run: {exc}") from exc
+    print_report(console, report)
+    missing = sum(run.missing for row in report.rows for runs in row.runs.values() for run in runs)
+    if missing:
+        console.print(f"[red]{missing} proposals got no outcome in time[/]; see the logs in {home}")
+    if json_file:
+        write_json(report, json_file)
+        console.print(f"figures written to {json_file}")
+    if plot:
+        write_plot(report, plot)
+        console.print(f"latency plot written to {plot}")

@@ -1,0 +1,3 @@
+from bus.ops.cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""`mesh chaos`: run the mesh under SIGKILLs (or SIGSTOPs) and count what was lost, duplicated
+or decided wrongly."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from bus.errors import MeshError
+from bus.ops.chaos import FREEZE_TARGETS, KINDS, ChaosPlan, run_chaos
+from bus.ops.settings import MeshSettings
+
+MB = 1024 * 1024
+SHOWN_WRONG = 10  # wrong outcomes named on stderr; the count is on the summary line
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chaos)
+
+
+def chaos(
+    ctx: typer.Context,
+    proposals: Annotated[int, typer.Option(help="Releases to propose.")] = 100,
+    kill: Annotated[
+        str,
+        typer.Option(help=f"What to SIGKILL: {', '.join(KINDS)}. `freeze` SIGSTOPs a service instead (see --freeze)."),
+    ] = "reviewer",
+    freeze: Annotated[
+        str,
+        typer.Option(
+            help="With --kill freeze, which process to SIGSTOP: reviewer, coordinator or any (picked at random)."
+        ),
+    ] = "any",
+    freeze_for: Annotated[
+        float | None,
+        typer.Option(
+            help="With --kill freeze, seconds each freeze lasts (default: deadline + 10, past the heartbeat TTL too)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the kill moments and victims: the same seed, the same run.")] = 0,
+    kills: Annotated[int, typer.Option(help="How many kills (each followed by a restart).")] = 3,
+    rate: Annotated[float, typer.Option(help="Proposals per second; 0 sends them all at once (a burst).")] = 50.0,
+    replicas: Annotated[int, typer.Option(help="Processes per service.")] = 1,
+    deadline: Annotated[float, typer.Option(help="Round deadline, seconds.")] = 60.0,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the outcomes (default grows with N).")
+    ] = None,
+    rss: Annotated[bool, typer.Option("--rss", help="Also print each service's memory before and after.")] = False,
+    log_level: Annotated[
+        str, typer.Option(help="Log level of the services (their logs go to MESH_HOME/chaos/logs).")
+    ] = "INFO",
+) -> None:
+    """Start a mesh, propose N releases while killing what you name at random moments
+    (restarting it each time), wait for the outcomes, and print one line:
+
+    `proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K p50=… p99=…`
+
+    One release in four is risky (a committed AWS or Stripe key, a customer-facing change
+    without a changelog entry); each outcome is judged against what the offline rules and the
+    policy say its content deserves. `wrong` counts outcomes that contradict it: an approval of
+    what the rules reject, a round decided with nobody expected, or a blocked/escalated clean
+    release whose reviewers all answered (failing closed after a missed deadline is right).
+    Exits 0 only when nothing was lost, duplicated or wrong.
+
+    `--kill freeze` SIGSTOPs a reviewer or the coordinator (`--freeze`) for `--freeze-for`
+    seconds, then SIGCONTs it: alive and connected but silent, past its heartbeat TTL.
+    `--kill node` runs a 3-node embedded cluster (R3 streams and KV) and kills one node at a
+    time. It always runs its own embedded NATS (data in MESH_HOME/chaos), never yours, with
+    the reviewers on their offline rules.
+
+    Examples: `mesh chaos --proposals 500 --kill nats --seed 7`,
+    `mesh chaos --kill freeze --freeze reviewer --freeze-for 30 --deadline 20`
+    """
+    if kill not in KINDS:
+        raise MeshError(f"unknown kill kind {kill!r}; choose one of {', '.join(KINDS)}")
+    if freeze not in FREEZE_TARGETS:
+        raise MeshError(f"unknown freeze target {freeze!r}; choose one of {', '.join(FREEZE_TARGETS)}")
+    if freeze_for is not None and freeze_for <= 0:
+        raise MeshError("--freeze-for must be a positive number of seconds")
+    if proposals < 1:
+        raise MeshError("--proposals must be at least 1")
+    settings: MeshSettings = ctx.obj
+    plan = ChaosPlan(
+        proposals=proposals,
+        kill=kill,
+        seed=seed,
+        kills=0 if kill == "none" else kills,
+        rate=rate,
+        replicas=replicas,
+        deadline=deadline,
+        timeout=timeout,
+        log_level=log_level,
+        freeze=freeze,
+        freeze_for=freeze_for,
+    )
+
+    def say(line: str) -> None:
+        print(f"chaos: {line}", file=sys.stderr, flush=True)
+
+    say(f"kill={kill} proposals={proposals} kills={plan.kills} seed={seed} rate={rate:g}/s")
+    report = asyncio.run(run_chaos(settings, plan, home=settings.home / "chaos", say=say))
+    if rss:
+        for label, memory in report.memory.items():
+            typer.echo(
+                f"rss {label}: before={memory.before / MB:.1f}MB after={memory.after / MB:.1f}MB "
+                f"peak={memory.peak / MB:.1f}MB"
+            )
+        typer.echo(
+            f"backpressure: most proposals waiting in the stream for a reviewer={report.backlog_max}, "
+            f"most held unacked by one reviewer's consumer={report.ack_pending_max} (max_ack_pending={report.max_ack_pending})"
+        )
+    for why in report.wrong[:SHOWN_WRONG]:
+        say(f"wrong: {why}")
+    if len(report.wrong) > SHOWN_WRONG:
+        say(f"wrong: … and {len(report.wrong) - SHOWN_WRONG} more")
+    say(f"done in {report.elapsed:.1f} s")
+    typer.echo(report.tally.line())
+    if not report.tally.ok:
+        raise typer.Exit(1)

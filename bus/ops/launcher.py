@@ -1,0 +1,188 @@
+"""Bring up a whole mesh on this machine: NATS (embedded or given), provisioning, services.
+
+`mesh up`, `mesh demo` and the end-to-end tests all start the mesh through here, so what the
+tests prove is what users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bus.connect import connect
+from bus.errors import MeshError
+from bus.ops.cluster import EmbeddedCluster
+from bus.ops.embedded import EmbeddedNats, free_port
+from bus.ops.processes import ServiceProcess, child_env, stop_all, wait_ready
+from bus.ops.settings import MeshSettings
+from bus.provision import ConsumerSpec, Report, provision
+
+
+def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec]:
+    """Every durable consumer the named services read from (each service declares its own)."""
+    from services.index import SERVICES
+
+    specs: list[ConsumerSpec] = []
+    for name in names:
+        specs += SERVICES[name].load().build(settings).consumers
+    return specs
+
+
+async def provision_mesh(settings: MeshSettings, *, names: list[str], reconcile: bool = True) -> Report:
+    nc = await connect(settings, name="mesh-provision")
+    try:
+        return await provision(nc.jetstream(), settings, all_consumers(settings, names), reconcile=reconcile)
+    finally:
+        await nc.drain()
+
+
+@dataclass
+class RunningMesh:
+    settings: MeshSettings
+    nats_url: str
+    services: list[ServiceProcess]
+    nats: EmbeddedNats | None = None
+    home: Path = Path(".mesh")
+    provisioning: Report = field(default_factory=Report)
+    cluster: EmbeddedCluster | None = None  # `cluster=N`: N embedded nodes instead of `nats`
+
+    def stop(self) -> None:
+        stop_all(self.services)
+        if self.nats:
+            self.nats.stop()
+        if self.cluster:
+            self.cluster.stop()
+
+    @property
+    def shown_nats_url(self) -> str:
+        """The NATS URL without its credentials: what may be printed or written down."""
+        return redact_nats_url(self.nats_url)
+
+    def write_run_file(self) -> Path:
+        """Write `run.json`: NATS URL (credentials masked), namespace, each process's pid and URL."""
+        path = self.home / "run.json"
+        path.write_text(json.dumps(self.describe(), indent=2))
+        return path
+
+    def describe(self) -> dict:
+        # Never the password: tools that connect take the URL (with it) from MESH_NATS_URL.
+        return {
+            "nats_url": self.shown_nats_url,
+            "namespace": self.settings.namespace,
+            "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
+            "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
+            "services": {
+                label: {"service": s.name, "pid": s.pid, "url": s.url, "log": str(s.log_path)}
+                for label, s in zip(replica_labels([s.name for s in self.services]), self.services, strict=True)
+            },
+        }
+
+
+def redact_nats_url(url: str) -> str:
+    """`nats://user:***@host:4222`: each URL of a comma-separated list with its password (or, for
+    `nats://token@host`, its token) masked; URLs without credentials are returned as they are."""
+    return ",".join(_redact_one_url(part) for part in url.split(","))
+
+
+def _redact_one_url(url: str) -> str:
+    bare = "://" not in url  # nats-py also takes `user:pass@host:4222`
+    parts = urlsplit(("nats://" if bare else "") + url.strip())
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, has_password, _ = userinfo.partition(":")
+    masked = f"{user}:***" if has_password else "***"  # a lone user part is a token in NATS
+    shown = urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
+    return shown.removeprefix("nats://") if bare else shown
+
+
+def replica_labels(names: list[str]) -> list[str]:
+    """`security`, `security#2`, … : one label per process, the first replica keeping the name."""
+    seen: Counter[str] = Counter()
+    labels = []
+    for name in names:
+        seen[name] += 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
+
+
+def start_mesh(
+    settings: MeshSettings,
+    *,
+    names: list[str],
+    home: Path,
+    embedded: bool,
+    fresh: bool = False,
+    base_port: int = 0,
+    ready_timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    replicas: dict[str, int] | None = None,
+    cluster: int = 0,
+) -> RunningMesh:
+    """Start NATS (if embedded), provision, start every named service and wait until ready.
+
+    `base_port=0` picks free ports; otherwise service i listens on base_port + i.
+    `replicas` runs more than one process of a service (`{"security": 2}`); replicas share
+    the service's durable consumers, each has its own port and log file (`security-2.log`).
+    `cluster=3` (with `embedded`) starts a 3-node JetStream cluster instead of one server,
+    and makes every stream and bucket R3.
+    """
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    nats: EmbeddedNats | None = None
+    nodes: EmbeddedCluster | None = None
+    nats_url = settings.nats_url
+    if embedded and cluster > 1:
+        nodes = EmbeddedCluster(store_dir=home / "cluster", size=cluster, log_dir=home / "logs").start()
+        nats_url = nodes.url
+        settings = settings.model_copy(update={"nats_url": nats_url, "stream_replicas": min(cluster, 3)})
+    elif embedded:
+        port = 4222 if base_port and _port_free(4222) else 0
+        nats = EmbeddedNats(store_dir=home / "nats", port=port, log_file=home / "logs" / "nats.log").start()
+        nats_url = nats.url
+        settings = settings.model_copy(update={"nats_url": nats_url})
+    services: list[ServiceProcess] = []
+    try:
+        report = asyncio.run(provision_mesh(settings, names=names))
+        shared = child_env(**{**settings.as_env(), "MESH_NATS_URL": nats_url, **(env or {})})
+        shared.setdefault("MESH_LOG_FORMAT", "json")
+        for name in names:
+            for replica in range((replicas or {}).get(name, 1)):
+                port = base_port + len(services) if base_port else free_port()
+                log = f"{name}.log" if replica == 0 else f"{name}-{replica + 1}.log"
+                services.append(ServiceProcess(name, port, shared, log_path=home / "logs" / log).start())
+        not_ready = wait_ready(services, timeout=ready_timeout)
+        if not_ready:
+            raise MeshError(
+                "services did not become ready: " + ", ".join(f"{s.name} (see {s.log_path})" for s in not_ready)
+            )
+    except BaseException:
+        stop_all(services)
+        if nats:
+            nats.stop()
+        if nodes:
+            nodes.stop()
+        raise
+    return RunningMesh(settings, nats_url, services, nats, home, report, cluster=nodes)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def nats_url_was_given(settings: MeshSettings) -> bool:
+    return "nats_url" in settings.model_fields_set or "MESH_NATS_URL" in os.environ

@@ -1,0 +1,34 @@
+"""Every service the mesh can run: what `mesh up`, `mesh run` and `mesh provision` know."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    name: str
+    module: str
+
+    def load(self):
+        """Import the service module (importing builds nothing; call its `build(settings)`)."""
+        return importlib.import_module(self.module)
+
+    def asgi_app(self, settings):
+        """The service's HTTP app for these settings (FastAPI for the registry, else AsgiFastStream)."""
+        module = self.load()
+        agent = module.build(settings)
+        serve = getattr(module, "http_app", None)
+        return serve(agent) if serve else agent.build_app()
+
+
+SERVICES: dict[str, ServiceEntry] = {
+    s.name: s
+    for s in (
+        ServiceEntry("registry", "services.registry"),  # agent cards and liveness over HTTP
+        ServiceEntry("security", "services.security"),  # security reviewer
+        ServiceEntry("compliance", "services.compliance"),  # compliance reviewer
+        ServiceEntry("coordinator", "services.coordinator"),  # gathers reviews into one outcome
+    )
+}

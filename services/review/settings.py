@@ -1,0 +1,23 @@
+"""A reviewer's settings: the LLM layer's, plus the offline rules' budget and the round's
+deadline its model chain must end by.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.llm.settings import LLMSettings
+
+
+class ReviewerSettings(LLMSettings):
+    """What a reviewer agent and its brain read."""
+
+    review_budget_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Time the offline rules may take over one release (in a worker thread); past it the "
+        "review answers needs_human with finding REV001, never approve.",
+    )
+    # Also declared by coordinator.settings.CoordinatorSettings (it runs the round); keep the two
+    # the same. A reviewer's model calls end MESH_LLM_DEADLINE_MARGIN_SECONDS before it.
+    deadline_seconds: float = Field(default=30.0, gt=0, description="Time a round waits for its reviewers.")

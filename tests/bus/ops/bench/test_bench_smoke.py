@@ -1,0 +1,85 @@
+"""`mesh bench` never rots: it runs end to end at a tiny size and reports every field.
+
+The benchmark starts its own embedded nats-servers (that is what it measures), so these
+tests do not use the shared `nats_url` server. Figures are never asserted: only that each
+system decided every proposal and that every figure is present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+SYSTEMS = {"floor", "floor+kv", "mesh"}
+
+
+def run_bench(args: list[str], *, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """`mesh bench ARGS`; if it overruns, interrupt it so it stops its servers and services."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "bus.ops.cli", "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as bench:
+        try:
+            stdout, stderr = bench.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            bench.send_signal(signal.SIGINT)
+            stdout, stderr = bench.communicate(timeout=30)
+            stderr += f"\n(interrupted after {timeout:.0f} s)"
+    return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
+
+
+def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
+    """A 50-proposal row and a tiny open-rounds row run, and the JSON holds every figure."""
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    env = {**os.environ, "MESH_HOME": str(tmp_path / "mesh"), "COLUMNS": "160"}
+    env.pop("MESH_NATS_URL", None)
+    args = ["--proposals", "50", "--concurrency", "4", "--replicas", "1", "--warmup", "10"]
+    args += ["--open-rounds", "20", "--probes", "3", "--json", str(out), "--plot", str(png)]
+
+    result = run_bench(args, env=env, timeout=150)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for heading in ("proposals/s", "p50 ms", "mesh/floor", "open rounds"):
+        assert heading in result.stdout
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert (row["concurrency"], row["replicas"]) == (4, 1)
+    assert set(row["systems"]) == SYSTEMS
+    for name, system in row["systems"].items():
+        for figure in ("throughput", "p50_ms", "p90_ms", "p99_ms"):
+            assert system[figure] > 0, (name, figure)
+        assert set(system["processes"]) == {"security", "compliance", "coordinator", "nats-server"}
+        for usage in system["processes"].values():
+            assert set(usage) == {"cpu_seconds", "peak_rss_mb"}
+        (run,) = system["runs"]
+        assert run["outcomes"] == {"approved": 50} and run["missing"] == 0, name
+        assert len(run["latencies_ms"]) == 50
+    assert set(row["ratios"]) == {"mesh/floor", "mesh/floor+kv"}
+    rounds = report["open_rounds"]
+    assert [c["open_rounds"] for c in rounds["checkpoints"]] == [10, 20]
+    assert all(len(c["review_ms"]) == 3 and c["cpu_ms_per_probe"] >= 0 for c in rounds["checkpoints"])
+    assert set(rounds["bytes_per_open_round"]) == {
+        "coordinator_rss_bytes",
+        "nats_rss_bytes",
+        "kv_bytes",
+        "deadline_bytes",
+    }
+    assert any(t["target"].startswith("per-review") and "met" in t for t in report["targets"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_is_a_group_so_other_benchmarks_fit_beside_it():
+    """`mesh bench --help` shows the mesh benchmark's options and accepts subcommands."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bus.ops.cli", "bench", "--help"], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0
+    assert "--proposals" in result.stdout and "--concurrency" in result.stdout
+    assert "COMMAND" in result.stdout
