@@ -129,6 +129,21 @@ def redact(text: str) -> str:
     """`text` with secret values and known credential formats replaced by `[REDACTED]`."""
     if len(text) < _SHORTEST:
         return text
+    if len(text) <= _CACHED_UP_TO:
+        return _redact_short(text)
+    return _redact(text)
+
+
+# Short texts repeat: a rule's message, a rationale's opening, a log field. Each is redacted once.
+_CACHED_UP_TO = 1024
+
+
+@lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     lower = text.lower()  # redacting only removes text, so what it lacks now it lacks later
     if not any(literal in lower for literal in _ALL_LITERALS):
         return text  # the common case (log fields, prose): one pass of substring checks

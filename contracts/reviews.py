@@ -152,22 +152,27 @@ class ReviewSubmitted(Envelope):
             ranked = sorted(self.findings, key=lambda f: _SEVERITY_ORDER.index(f.severity.value))  # stable
             self.findings_omitted += len(self.findings) - MAX_FINDINGS
             self.findings = ranked[:MAX_FINDINGS]
-        # Copies, not edits: the findings may be shared with whoever built this review.
-        self.findings = [
-            f.model_copy(
-                update={
-                    "message": redact(_clip(f.message, MAX_MESSAGE_CHARS)),
-                    "file": None if f.file is None else redact(_clip(f.file, MAX_PATH_CHARS)),
-                }
-            )
-            for f in self.findings
-        ]
+        # Copies, not edits (the findings may be shared with whoever built this review), and
+        # only where something changes: a round re-reads its reviews on every change.
+        self.findings = [_bounded_finding(f) for f in self.findings]
         self.rationale = redact(_clip(self.rationale, MAX_RATIONALE_CHARS))
-        self.attempts = [
-            a.model_copy(update={"reason": redact(_clip(a.reason, MAX_MESSAGE_CHARS))})
-            for a in self.attempts[:MAX_ATTEMPTS]
-        ]
+        if len(self.attempts) > MAX_ATTEMPTS or any(_bounded_text(a.reason) != a.reason for a in self.attempts):
+            self.attempts = [
+                a.model_copy(update={"reason": _bounded_text(a.reason)}) for a in self.attempts[:MAX_ATTEMPTS]
+            ]
         return self
+
+
+def _bounded_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return redact(_clip(text, limit))
+
+
+def _bounded_finding(finding: Finding) -> Finding:
+    message = _bounded_text(finding.message)
+    file = None if finding.file is None else _bounded_text(finding.file, MAX_PATH_CHARS)
+    if message == finding.message and file == finding.file:
+        return finding
+    return finding.model_copy(update={"message": message, "file": file})
 
 
 def _clip(text: str, limit: int) -> str:

@@ -11,6 +11,7 @@ does them again harmlessly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -32,6 +33,7 @@ from coordinator.settings import CoordinatorSettings
 from coordinator.store import RoundStore
 
 MAX_OPTIONAL_REVIEWERS = 8  # reviewers a round may add to the required ones
+_REVIEWERS_FRESH_SECONDS = 1.0
 
 
 class Coordinator:
@@ -45,6 +47,7 @@ class Coordinator:
         self._lease = timedelta(seconds=settings.ack_wait_seconds + settings.publish_timeout_seconds)
         self.store: RoundStore | None = None
         self.directory: AgentDirectory | None = None
+        self._reviewers: dict[str, tuple[float, tuple[list[str], list[str]]]] = {}  # event type -> (until, answer)
 
     async def connect(self) -> None:
         nc = self.agent.broker.connection
@@ -70,6 +73,10 @@ class Coordinator:
         matching review skill, minus the excluded — who can never be a required one. Called once
         per round; the round keeps this snapshot. A view of the registry that is not in sync adds
         nobody: the required reviewers are expected whatever it says."""
+        now = time.monotonic()
+        cached = self._reviewers.get(event_type)
+        if cached is not None and now < cached[0]:
+            return cached[1]
         required = self.required_reviewers()
         optional = set(self.settings.reviewers)
         if self.directory is not None and self.directory.synced:
@@ -78,7 +85,11 @@ class Coordinator:
         optional.difference_update(required)
         # Anyone who can write a card can make an agent "live": a round waits for a few of them at most.
         added = sorted(optional)[:MAX_OPTIONAL_REVIEWERS]
-        return sorted([*required, *added]), required
+        chosen = sorted([*required, *added]), required
+        # Liveness changes on heartbeat time (seconds): a second-old answer is as good, and every
+        # review asks (for the reviewers a round that has no proposal yet may hold).
+        self._reviewers[event_type] = (now + _REVIEWERS_FRESH_SECONDS, chosen)
+        return chosen
 
     # --- handlers -----------------------------------------------------------------------
 

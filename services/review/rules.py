@@ -191,6 +191,11 @@ class RuleSet:
     rules: tuple[Rule, ...]
     requirements: tuple[Requirement, ...] = ()
 
+    @property
+    def proven(self) -> bool:
+        """Whether every pattern is a packaged one, proven linear by the tests."""
+        return all(check.proven for check in (*self.rules, *self.requirements))
+
     def catalogue(self) -> str:
         """One line per rule and requirement, with its advice, for a model's system prompt."""
         return "\n".join(

@@ -248,7 +248,7 @@ async def test_a_third_reviewer_joins_new_rounds_without_coordinator_changes(sha
             return "performance" in await listed(registry, "?tag=review")
 
         assert await eventually(registered, timeout=20), "the third reviewer never registered"
-        await asyncio.sleep(0.5)  # the coordinator's watch sees the same KV update
+        await asyncio.sleep(1.5)  # the coordinator's watch sees the KV update; its answer is at most 1 s old
         async with await MeshClient.connect(settings) as client:
             proposal = sample("release_clean", release_id="rel-three-reviewers")
             await client.propose(proposal)

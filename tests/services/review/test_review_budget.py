@@ -207,3 +207,25 @@ async def test_a_model_cannot_approve_what_the_rules_could_not_finish(api, brain
     assert assessment.verdict is Verdict.NEEDS_HUMAN
     assert INCOMPLETE in [f.rule for f in assessment.findings]
     assert "ran out of time" in assessment.rationale
+
+
+async def test_a_large_release_under_the_packaged_rules_is_read_off_the_event_loop():
+    """Past 16 KB of diff even the packaged rules read in the rules thread: a ticker on the loop
+    keeps ticking while an 82 KB minified line is reviewed."""
+    reviewer = OfflineReviewer(load_rules("security"), name="security", budget_seconds=5)
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await reviewer.assess(release(minified_js(82_000)))
+    finally:
+        ticker.cancel()
+    assert len(gaps) >= 3 and max(gaps) < 0.2
