@@ -163,7 +163,11 @@ class Coordinator:
         )
         round_ = recorded.round
         note = round_.note or "duplicate review ignored"
+        # A review counted as expected is the common case (debug, like "→ received"); anything
+        # else is worth a line of its own.
         log = delivery.log.warning if "rejected" in note else delivery.log.info
+        if note in ("review counted", "review kept until its proposal arrives"):
+            log = delivery.log.debug
         log(note, reviewer=review.reviewer, verdict=review.verdict.value, digest=review.content_digest[:12])
         await self._ensure_outcome(round_, delivery, decided_now=recorded.decided)
         return recorded
