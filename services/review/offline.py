@@ -79,9 +79,14 @@ def _scan_change(
     change: Change, parsed: ParsedDiff, moved: set[str], rules: RuleSet, deadline: Deadline, hits: list[Hit]
 ) -> None:
     removed = [line for line in parsed.removed if line.text.strip() not in moved]
+    first_line = parsed.lines[0].line if parsed.lines else None
     for rule in rules.rules:
         if not rule.applies_to(change.path):
             continue
+        try:
+            deadline.left()  # once per rule and file: short lines are searched without a timeout
+        except RulesTimedOut:
+            raise RulesTimedOut(change.path, first_line) from None
         if rule.scope == "file":
             first = parsed.lines[0].line if parsed.lines else None
             hits.append(_hit(rule, change.path, first))

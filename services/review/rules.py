@@ -104,9 +104,9 @@ def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE, 
     (tests/services/review/test_review_budget.py): on a short line it needs neither the
     engine's timeout nor to let go of the GIL.
     """
-    left = deadline.left()
     if proven and len(text) < _LONG_LINE_CHARS:
-        return pattern.search(text, concurrent=False) is not None
+        return pattern.search(text, concurrent=False) is not None  # the scan checks the deadline per rule
+    left = deadline.left()
     try:
         return pattern.search(text, timeout=left, concurrent=True) is not None
     except TimeoutError:
