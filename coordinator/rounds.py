@@ -345,8 +345,41 @@ class Round(BaseModel):
                 name: len(review.findings) + review.findings_omitted for name, review in self.reviews.items()
             },
         )
+        if decision is not None and decision.outcome == Outcome.APPROVED:
+            decision = self._required_consent(decision, deadline_passed=deadline_passed)
         if decision is not None:
             self._conclude(decision, now=now)
+
+    def _required_consent(self, approval: Decision, *, deadline_passed: bool) -> Decision | None:
+        """An approval stands only with every required reviewer's consent, whatever the policy:
+        under `majority` or `quorum:K` discovered reviewers (anyone who can write a card) could
+        otherwise outvote security. A required reject blocks; a required reviewer still pending
+        keeps the round open until the deadline, then its fallback decides (block blocks,
+        escalate escalates, approve_with_warning consents)."""
+        rejected = [n for n in self.required if n in self.reviews and self.reviews[n].verdict == Verdict.REJECT]
+        unsure = [n for n in self.required if n in self.reviews and self.reviews[n].verdict == Verdict.NEEDS_HUMAN]
+        pending = [n for n in self.required if n not in self.reviews]
+        if pending and not deadline_passed and not rejected:
+            return None
+        blocked_by = rejected + [n for n in pending if self.fallbacks.get(n) == Fallback.BLOCK.value]
+        escalated_by = unsure + [n for n in pending if self.fallbacks.get(n) == Fallback.ESCALATE.value]
+        if blocked_by:
+            why = (
+                f"Blocked: {', '.join(blocked_by)} (required) did not consent; under policy {self.policy} "
+                + approval.reason
+            )
+            return Decision(
+                Outcome.BLOCKED, why, missing=approval.missing, fallbacks_applied=approval.fallbacks_applied
+            )
+        if escalated_by:
+            why = (
+                f"Escalated: {', '.join(escalated_by)} (required) asked for a human; under policy {self.policy} "
+                + approval.reason
+            )
+            return Decision(
+                Outcome.ESCALATED, why, missing=approval.missing, fallbacks_applied=approval.fallbacks_applied
+            )
+        return approval
 
     def _conclude(self, decision: Decision, *, now: datetime) -> None:
         self.state = RoundState.DECIDED

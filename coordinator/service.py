@@ -60,13 +60,10 @@ class Coordinator:
             await self.directory.close()
 
     def required_reviewers(self) -> list[str]:
-        """The reviewers policy requires, live or not: for each required skill, the agents whose
-        card offers it, or the agent named after it when no card does (or the view is unknown)."""
-        known = self.directory is not None and self.directory.synced
-        names: set[str] = set()
-        for skill in self.settings.required_skills:
-            names.update((self.directory.providers_of(skill) if known else []) or [agent_named_after(skill)])
-        return sorted(names)
+        """The reviewers policy requires, live or not: the agent named after each required skill
+        (`review.security` -> `security`). Never read from cards: anyone who can write a card could
+        otherwise make themselves a required voter."""
+        return sorted({agent_named_after(skill) for skill in self.settings.required_skills})
 
     def reviewers_for(self, event_type: str) -> tuple[list[str], list[str]]:
         """(expected, required): the required reviewers, plus pinned ones and live agents with a

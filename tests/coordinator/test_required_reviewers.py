@@ -54,12 +54,13 @@ def test_a_directory_that_has_not_synced_is_unknown_not_empty():
     assert expected == required == ["compliance", "security"]
 
 
-def test_a_required_skill_is_answered_by_the_agents_whose_card_offers_it_live_or_not():
-    """A card offering `review.security` under another name makes that agent required, even
-    when none of its instances is alive (its fallback applies at the deadline)."""
+def test_a_card_offering_a_required_skill_never_makes_its_agent_required():
+    """Anyone who can write a card could otherwise make themselves a required voter: a live
+    agent offering `review.security` under another name is only an optional reviewer."""
     view = directory(card("sec", "review.security"), card("compliance", "review.compliance"))
+    view.instances = {}  # nothing live: the card alone
     expected, required = coordinator(view).reviewers_for("release.proposed")
-    assert required == ["compliance", "sec"]
+    assert required == ["compliance", "security"] and "sec" not in expected
 
 
 def test_exclusion_removes_discovered_and_pinned_reviewers_but_never_a_required_one():

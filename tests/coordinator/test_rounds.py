@@ -419,3 +419,45 @@ def test_compact_keeps_every_verdict_and_the_most_severe_findings():
     assert len(kept.findings) == 5 and kept.findings_omitted == 16 and len(kept.rationale) == 500
     assert round_.outcome.outcome == before
     assert round_.compact() is False
+
+
+def test_discovered_reviewers_cannot_outvote_a_required_reject():
+    """Under majority, five discovered approvals against security's reject would approve; a
+    required reviewer's reject blocks whatever the policy (it is the required one's consent)."""
+    names = ["security", "compliance", "a", "b", "c", "d", "e"]
+    round_ = fresh()
+    round_.open(
+        proposal(),
+        expected=names,
+        required=["compliance", "security"],
+        policy=Policy.parse("majority"),
+        fallbacks={n: FALLBACKS.get(n, "escalate") for n in names},
+        deadline_seconds=60,
+        now=NOW,
+    )
+    for name in ["a", "b", "c", "d", "e"]:
+        round_.record(review(name, "approve"), now=NOW)
+    assert round_.state == RoundState.OPEN  # a majority, but the required ones have not answered
+    round_.record(review("security", "reject"), now=NOW)
+    assert round_.outcome.outcome == Outcome.BLOCKED
+    assert "security (required) did not consent" in round_.outcome.reason
+
+
+def test_a_required_reviewer_missing_at_the_deadline_gets_its_fallback_even_under_majority():
+    """Majority approves with the discovered reviewers, but security never answered: its
+    `block` fallback blocks; compliance's `escalate` alone would escalate."""
+    names = ["security", "compliance", "a", "b", "c"]
+    round_ = fresh()
+    round_.open(
+        proposal(),
+        expected=names,
+        required=["compliance", "security"],
+        policy=Policy.parse("majority"),
+        fallbacks={n: FALLBACKS.get(n, "escalate") for n in names},
+        deadline_seconds=60,
+        now=NOW,
+    )
+    for name in ["a", "b", "c", "compliance"]:
+        round_.record(review(name, "approve"), now=NOW)
+    round_.expire(now=LATER)
+    assert round_.outcome.outcome == Outcome.BLOCKED
