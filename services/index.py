@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from bus.settings import BusSettings
 
 
 @dataclass(frozen=True)
@@ -11,12 +15,15 @@ class ServiceEntry:
     name: str
     module: str
 
-    def load(self):
+    def load(self) -> ModuleType:
         """Import the service module (importing builds nothing; call its `build(settings)`)."""
         return importlib.import_module(self.module)
 
-    def asgi_app(self, settings):
-        """The service's HTTP app for these settings (FastAPI for the registry, else AsgiFastStream)."""
+    def asgi_app(self, settings: BusSettings) -> Any:
+        """The service's HTTP app for these settings (FastAPI for the registry, else AsgiFastStream).
+
+        Each service's `build` takes its own layer's settings; the tools pass `MeshSettings`,
+        which is every layer's at once."""
         module = self.load()
         agent = module.build(settings)
         serve = getattr(module, "http_app", None)
