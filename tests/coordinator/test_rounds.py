@@ -421,10 +421,9 @@ def test_compact_keeps_every_verdict_and_the_most_severe_findings():
     assert round_.compact() is False
 
 
-def test_discovered_reviewers_cannot_outvote_a_required_reject():
-    """Under majority, five discovered approvals against security's reject would approve; a
-    required reviewer's reject blocks whatever the policy (it is the required one's consent)."""
-    names = ["security", "compliance", "a", "b", "c", "d", "e"]
+def opened_under_majority(*discovered: str) -> Round:
+    """A majority round: security and compliance required, `discovered` reviewers added."""
+    names = ["security", "compliance", *discovered]
     round_ = fresh()
     round_.open(
         proposal(),
@@ -435,6 +434,13 @@ def test_discovered_reviewers_cannot_outvote_a_required_reject():
         deadline_seconds=60,
         now=NOW,
     )
+    return round_
+
+
+def test_discovered_reviewers_cannot_outvote_a_required_reject():
+    """Under majority, five discovered approvals against security's reject would approve; a
+    required reviewer's reject blocks whatever the policy (it is the required one's consent)."""
+    round_ = opened_under_majority("a", "b", "c", "d", "e")
     for name in ["a", "b", "c", "d", "e"]:
         round_.record(review(name, "approve"), now=NOW)
     assert round_.state == RoundState.OPEN  # a majority, but the required ones have not answered
@@ -446,17 +452,7 @@ def test_discovered_reviewers_cannot_outvote_a_required_reject():
 def test_a_required_reviewer_missing_at_the_deadline_gets_its_fallback_even_under_majority():
     """Majority approves with the discovered reviewers, but security never answered: its
     `block` fallback blocks; compliance's `escalate` alone would escalate."""
-    names = ["security", "compliance", "a", "b", "c"]
-    round_ = fresh()
-    round_.open(
-        proposal(),
-        expected=names,
-        required=["compliance", "security"],
-        policy=Policy.parse("majority"),
-        fallbacks={n: FALLBACKS.get(n, "escalate") for n in names},
-        deadline_seconds=60,
-        now=NOW,
-    )
+    round_ = opened_under_majority("a", "b", "c")
     for name in ["a", "b", "c", "compliance"]:
         round_.record(review(name, "approve"), now=NOW)
     round_.expire(now=LATER)

@@ -172,25 +172,30 @@ def test_an_exhausted_budget_never_approves_a_clean_release():
     assert [f.rule for f in assessment.findings] == [INCOMPLETE]
 
 
-async def test_the_event_loop_keeps_running_while_the_rules_work(tmp_path):
-    """`assess` matches in a worker thread that lets go of the GIL: a ticker on the loop never
-    waits more than a fraction of a second while a review stalls for its whole budget."""
-    reviewer = OfflineReviewer(load_rules("slow", write(tmp_path, SLOW_RULES)), name="security", budget_seconds=1.5)
+async def while_ticking(work, *, every: float):
+    """Await `work` while a ticker on the loop records the gaps between its ticks."""
     gaps: list[float] = []
 
     async def tick() -> None:
         last = time.perf_counter()
         while True:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(every)
             now = time.perf_counter()
             gaps.append(now - last)
             last = now
 
     ticker = asyncio.create_task(tick())
     try:
-        assessment = await reviewer.assess(release(STALLING_LINE))
+        return await work, gaps
     finally:
         ticker.cancel()
+
+
+async def test_the_event_loop_keeps_running_while_the_rules_work(tmp_path):
+    """`assess` matches in a worker thread that lets go of the GIL: a ticker on the loop never
+    waits more than a fraction of a second while a review stalls for its whole budget."""
+    reviewer = OfflineReviewer(load_rules("slow", write(tmp_path, SLOW_RULES)), name="security", budget_seconds=1.5)
+    assessment, gaps = await while_ticking(reviewer.assess(release(STALLING_LINE)), every=0.02)
     assert assessment.verdict is Verdict.NEEDS_HUMAN
     assert len(gaps) > 30 and max(gaps) < 0.25
 
@@ -213,19 +218,5 @@ async def test_a_large_release_under_the_packaged_rules_is_read_off_the_event_lo
     """Past 16 KB of diff even the packaged rules read in the rules thread: a ticker on the loop
     keeps ticking while an 82 KB minified line is reviewed."""
     reviewer = OfflineReviewer(load_rules("security"), name="security", budget_seconds=5)
-    gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    try:
-        await reviewer.assess(release(minified_js(82_000)))
-    finally:
-        ticker.cancel()
+    _, gaps = await while_ticking(reviewer.assess(release(minified_js(82_000))), every=0.005)
     assert len(gaps) >= 3 and max(gaps) < 0.2
