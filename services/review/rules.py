@@ -113,6 +113,7 @@ def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE, 
         raise RulesTimedOut() from None
 
 
+@lru_cache(maxsize=65536)  # pure, and paths repeat from release to release: each rule asks once
 def path_matches(path: str, globs: tuple[str, ...]) -> bool:
     """Case-insensitive glob match; a glob without `/` also matches the file name anywhere."""
     path, name = path.lower(), path.lower().rsplit("/", 1)[-1]
@@ -159,6 +160,11 @@ class Rule(Check):
         if self.skip_comments and is_comment(text):
             return False
         subject = blank_strings(text) if self.blank_strings else text
+        if self.proven and len(text) < _LONG_LINE_CHARS and len(subject) < _LONG_LINE_CHARS:
+            # the common case, without a call per pattern (see `search`)
+            if not any(pattern.search(subject, concurrent=False) for pattern in self.patterns):
+                return False
+            return not any(pattern.search(text, concurrent=False) for pattern in self.ignore)
         if not any(search(pattern, subject, deadline, proven=self.proven) for pattern in self.patterns):
             return False
         return not any(search(pattern, text, deadline, proven=self.proven) for pattern in self.ignore)
