@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from importlib.resources import files
+from pathlib import Path
 
 import nats
 
@@ -59,3 +63,22 @@ async def eventually(check: Callable, *, timeout: float = 10.0, interval: float 
         if value or asyncio.get_running_loop().time() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+def mesh_up(cwd, env: dict[str, str], *, timeout: float = 60.0):
+    """Start `mesh up` as a user does and wait for its run file; returns (process, run file).
+
+    The caller stops the process (SIGTERM) when done."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "bus.ops.cli", "up", "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    run_file = Path(env["MESH_HOME"]) / "run.json"
+    deadline = time.monotonic() + timeout
+    while not run_file.exists() and time.monotonic() < deadline and up.poll() is None:
+        time.sleep(0.2)
+    return up, run_file

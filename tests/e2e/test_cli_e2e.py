@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.bus.ops.test_cli import mesh
+from tests.e2e.support import mesh_up
 
 SAMPLES = files("contracts") / "samples"
 
@@ -63,19 +64,8 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
     home = tmp_path / ".mesh"
     env = {**os.environ, "MESH_HOME": str(home), "COLUMNS": "200"}
     env.pop("MESH_NATS_URL", None)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "bus.ops.cli", "up", "--base-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    run_file = home / "run.json"
+    up, run_file = mesh_up(tmp_path, env)
     try:
-        deadline = time.monotonic() + 60
-        while not run_file.exists() and time.monotonic() < deadline and up.poll() is None:
-            time.sleep(0.2)
         assert run_file.exists(), up.stdout.read() if up.poll() is not None else "no run file"
         info = json.loads(run_file.read_text())
         assert set(info["services"]) == {"registry", "security", "compliance", "coordinator"}

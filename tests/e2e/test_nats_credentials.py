@@ -7,9 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from bus.ops.embedded import EmbeddedNats
+from tests.e2e.support import mesh_up
 
 PASSWORD = "hunter2-Zq8v"
 
@@ -22,19 +22,8 @@ def test_mesh_up_and_status_never_print_or_write_the_nats_password(tmp_path):
     home = tmp_path / ".mesh"
     url = f"nats://mesh:{PASSWORD}@127.0.0.1:{server.port}"
     env = {**os.environ, "MESH_HOME": str(home), "MESH_NATS_URL": url, "MESH_NAMESPACE": "creds", "COLUMNS": "200"}
-    up = subprocess.Popen(
-        [sys.executable, "-m", "bus.ops.cli", "up", "--base-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    run_file = home / "run.json"
+    up, run_file = mesh_up(tmp_path, env)
     try:
-        deadline = time.monotonic() + 60
-        while not run_file.exists() and time.monotonic() < deadline and up.poll() is None:
-            time.sleep(0.2)
         assert run_file.exists(), up.stdout.read() if up.poll() is not None else "no run file"
         written = run_file.read_text()
         assert json.loads(written)["nats_url"] == f"nats://mesh:***@127.0.0.1:{server.port}"
