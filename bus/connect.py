@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import nats
 from nats.aio.client import Client
 
+from bus.errors import MeshError
+from bus.permissions import inbox_prefix
 from bus.settings import BusSettings
 
 
@@ -21,9 +24,10 @@ def connect_options(settings: BusSettings, *, name: str) -> dict:
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
+        "inbox_prefix": inbox_of(settings, name),
     }
     if settings.nats_credentials:
-        options["user_credentials"] = str(settings.nats_credentials)
+        options[credential_kind(settings.nats_credentials)] = str(settings.nats_credentials)
     if (tls := tls_context(settings)) is not None:
         options["tls"] = tls
     return options
@@ -31,15 +35,36 @@ def connect_options(settings: BusSettings, *, name: str) -> dict:
 
 def broker_options(settings: BusSettings, *, name: str) -> dict:
     """The same options in FastStream's terms: credentials and TLS go in `security=`."""
-    from faststream.nats import NatsCredentials, NatsSecurity
+    from faststream.nats import NatsCredentials, NatsNKey, NatsSecurity
 
     options = connect_options(settings, name=name)
     credentials, tls = options.pop("user_credentials", None), options.pop("tls", None)
-    if credentials:
+    if seed := options.pop("nkeys_seed", None):
+        options["security"] = NatsNKey(seed, ssl_context=tls)
+    elif credentials:
         options["security"] = NatsCredentials(credentials, ssl_context=tls)
     elif tls is not None:
         options["security"] = NatsSecurity(ssl_context=tls)
     return options
+
+
+def inbox_of(settings: BusSettings, name: str) -> str:
+    """This process's inbox prefix: its identity's (the only one it may listen on when the
+    server enforces identities), else its own name."""
+    if settings.nats_identity:
+        return inbox_prefix(settings.nats_identity)
+    if settings.nats_credentials:
+        return inbox_prefix(settings.nats_credentials.stem)
+    return inbox_prefix(name)
+
+
+def credential_kind(path: Path) -> str:
+    """nats-py's option for a credential file: an nkey seed (`SU…`) or a .creds file (JWT + seed)."""
+    try:
+        head = path.read_text(errors="replace").lstrip()[:2]
+    except OSError as exc:
+        raise MeshError(f"MESH_NATS_CREDENTIALS: cannot read {path}: {exc.strerror}") from None
+    return "nkeys_seed" if head == "SU" else "user_credentials"
 
 
 def tls_context(settings: BusSettings) -> ssl.SSLContext | None:

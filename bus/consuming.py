@@ -22,6 +22,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from bus.connect import inbox_of
 from bus.dead_letter_writer import DeadLetterWriter
 from bus.delivery import Delivery, Publish, Subscription
 from bus.errors import InvalidMessage
@@ -68,7 +69,7 @@ class ConsumePath:
         feed = PullFeed(
             stream=sub.spec.stream,
             durable=sub.spec.durable,
-            inbox=new_inbox(self.service),
+            inbox=new_inbox(inbox_of(settings, self.service)),
             free=lambda: pool.free,
             on_error=lambda status: self.log.warning("pull request ended", consumer=sub.spec.durable, status=status),
         )

@@ -79,6 +79,12 @@ def desired_streams(settings: BusSettings) -> list[StreamConfig]:
             7 * DAY,
             description="The server's max-deliveries advisories, kept until a service dead-letters the message.",
         ),
+        stream(
+            s.admin_stream,
+            [s.admin_actions],
+            90 * DAY,
+            description="Operator actions: pause, resume, drain (who, when, what).",
+        ),
     ]
 
 

@@ -41,9 +41,9 @@ _STARTING_OVER = ("Leadership Change", "Consumer Deleted", "No Responders")
 _nuid = NUID()
 
 
-def new_inbox(label: str) -> str:
-    """A subject only this process listens on: `_INBOX.<label>.<unique>`."""
-    return f"_INBOX.{label}.{_nuid.next().decode()}"
+def new_inbox(prefix: str) -> str:
+    """A subject only this process listens on: `<prefix>.<unique>` (prefix `_INBOX.<identity>`)."""
+    return f"{prefix}.{_nuid.next().decode()}"
 
 
 class PullFeed:

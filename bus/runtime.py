@@ -26,9 +26,11 @@ from bus.connect import broker_options
 from bus.consuming import ConsumePath
 from bus.dead_letter_writer import DeadLetterWriter
 from bus.delivery import Delivery, Handler, Subscription
+from bus.drain import DrainListener, drain_subject, end_this_process
 from bus.exhausted import exhausted_subscriptions
 from bus.http import cached_document_endpoint, json_endpoint, problem
 from bus.logs import configure_logging, get_logger
+from bus.permissions import BucketUse, Permissions, service_permissions
 from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.publishing import Publisher
@@ -54,15 +56,20 @@ class Agent:
     skills: list[AgentSkill] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
     produces: list[tuple[str, type[BaseModel]]] = field(default_factory=list)
+    buckets: list[BucketUse] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     telemetry: Telemetry = field(default_factory=Telemetry)
+    # How the process ends once drained (`mesh run` stops its HTTP server instead).
+    on_drained: Callable[[], Any] = end_this_process
 
     def __post_init__(self) -> None:
         # before the first logger is bound: a bound structlog logger keeps the config it saw
         configure_logging(self.settings.log_level, self.settings.log_format)
         self._app: AsgiFastStream | None = None
         self._presence: Presence | None = None
+        self._drain: DrainListener | None = None
+        self.drained = False
         self.log = get_logger(self.name)
         if self.broker is None:
             self.broker = NatsBroker(**broker_options(self.settings, name=self.name), logger=None)
@@ -102,6 +109,25 @@ class Agent:
     def publishes(self, subject: str, model: type[BaseModel]) -> None:
         """Declare what this agent publishes (it appears on the card, with its schema)."""
         self.produces.append((subject, model))
+
+    def reads_bucket(self, bucket: str) -> None:
+        """Declare a KV bucket this agent reads (gets, watches); its identity may do no more."""
+        self.buckets.append(BucketUse(bucket))
+
+    def writes_bucket(self, bucket: str, keys: tuple[str, ...] = (">",)) -> None:
+        """Declare a KV bucket this agent writes (the keys are subject patterns, `>` for all)."""
+        self.buckets.append(BucketUse(bucket, read=True, keys=keys))
+
+    @property
+    def permissions(self) -> Permissions:
+        """What this agent's NATS identity may do, derived from what it declares (bus/permissions.py)."""
+        return service_permissions(
+            self.name,
+            self.settings,
+            consumers=self.consumers,
+            publishes=[subject for subject, _ in self.produces],
+            buckets=self.buckets,
+        )
 
     @property
     def exhausted(self) -> list[Subscription]:
@@ -238,16 +264,35 @@ class Agent:
             load=lambda: (self.in_flight, self.handled),
         )
         await self._presence.start()
+        self._drain = DrainListener(
+            answer={"agent": self.name, "instance": self.settings.instance_id}, on_drain=self.drain
+        )
+        await self._drain.start(self.broker.connection, drain_subject(self.settings.subjects.control(self.name)))
         self.log.info("started", consumers=[f"{c.stream}/{c.durable}" for c in self.consumers])
+
+    async def drain(self, by: str = "") -> None:
+        """Take no more work, finish and ack what is held, leave the registry, then end the
+        process (`on_drained`). What was never pulled waits in the stream for the next instance."""
+        self.log.info("draining: finishing in-flight work, then exiting", in_flight=self.in_flight, by=by or None)
+        await self._stop_working()
+        self.drained = True
+        self.log.info("drained", handled=self.handled)
+        self.on_drained()
 
     async def _leave(self) -> None:
         self.log.info("stopping")
+        await self._stop_working()
+        for hook in self.on_stop:
+            await hook()
+
+    async def _stop_working(self) -> None:
+        # Safe to run twice: a drain runs it, then the shutdown that follows.
+        if self._drain:
+            await self._drain.stop()
         await self.consuming.stop()
         if self._presence:
             await self._presence.stop()  # gone from the registry at once, not after the TTL
             self._presence = None
-        for hook in self.on_stop:
-            await hook()
 
 
 def lazy_app(

@@ -33,7 +33,17 @@ class BusSettings(BaseSettings):
         default="nats://127.0.0.1:4222",
         description="NATS server URL(s), comma-separated for a cluster.",
     )
-    nats_credentials: Path | None = Field(default=None, description="NATS .creds file, if the server needs one.")
+    nats_credentials: Path | None = Field(
+        default=None,
+        description="This process's NATS identity: an nkey seed file (`mesh identities generate` writes one per "
+        "service) or a .creds file (JWT user).",
+    )
+    nats_identity: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name of that identity; its replies arrive on `_INBOX.<name>.>`, where only it may listen. "
+        "Defaults to the credential file's name without its extension.",
+    )
     nats_tls_ca: Path | None = Field(
         default=None,
         description="CA bundle of the NATS servers' certificates (without it, tls:// uses the system CAs).",
@@ -102,12 +112,13 @@ class BusSettings(BaseSettings):
         """The settings that were set explicitly, as MESH_* variables for child processes.
 
         Secrets are left out on purpose: children inherit them from the environment, and they
-        must never be written into a run file or a log.
+        must never be written into a run file or a log. So is this process's NATS identity:
+        each child has its own.
         """
         env: dict[str, str] = {}
         for name in self.model_fields_set:
             value = getattr(self, name)
-            if name.startswith("anthropic_") or value is None:
+            if name.startswith("anthropic_") or name in _OWN_IDENTITY or value is None:
                 continue
             if isinstance(value, list):
                 value = ",".join(value)
@@ -115,3 +126,6 @@ class BusSettings(BaseSettings):
                 value = ",".join(f"{k}={v}" for k, v in value.items())
             env[f"MESH_{name.upper()}"] = str(value)
         return env
+
+
+_OWN_IDENTITY = {"nats_credentials", "nats_identity"}

@@ -51,3 +51,8 @@ def dead_letter_msg_id(record: DeadLetter) -> str:
 def replay_msg_id(dead_letter_stream: str, seq: int) -> str:
     """A replay of dead-letter record `seq`: replaying it twice within the duplicate window stores it once."""
     return f"replay:{dead_letter_stream}:{seq}"
+
+
+def admin_action_msg_id(action_id: str) -> str:
+    """One operator action (`AdminAction.id`): a retried publish of it is stored once."""
+    return f"admin:{action_id}"

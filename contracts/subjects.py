@@ -92,6 +92,27 @@ class Subjects:
     def dead_letter(self, service: str) -> str:
         return f"{self.namespace}.deadletter.{subject_token(service)}"
 
+    # operator controls: core NATS requests to a service's instances (not stored)
+    def control(self, agent: str) -> str:
+        """Where an agent's instances listen for operator controls (`….control.<agent>.drain`)."""
+        return f"{self.namespace}.control.{subject_token(agent)}"
+
+    # the audit trail of operator actions (pause, resume, drain), one stream
+    @property
+    def admin_actions(self) -> str:
+        return f"{self.namespace}.admin.>"
+
+    def admin_action(self, action: str, agent: str) -> str:
+        return f"{self.namespace}.admin.{subject_token(action)}.{subject_token(agent)}"
+
+    def admin_actions_on(self, agent: str) -> str:
+        """Every action on one agent (`….admin.*.<agent>`)."""
+        return f"{self.namespace}.admin.*.{subject_token(agent)}"
+
+    @property
+    def admin_stream(self) -> str:
+        return self.stream("admin")
+
     # streams and buckets
     def stream_for(self, subject: str) -> str:
         """The stream that stores `subject` (`mesh.reviews.release.x` -> `MESH_REVIEWS`)."""

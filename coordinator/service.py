@@ -300,6 +300,10 @@ def build_coordinator(settings: CoordinatorSettings, *, clock: Callable[[], date
     s = settings.subjects
     agent.publishes(s.rounds_decided, RoundDecided)
     agent.publishes(s.deadline_schedules, RoundDeadline)
+    agent.writes_bucket(s.rounds_bucket)
+    if settings.reviewer_discovery:
+        agent.reads_bucket(s.agents_bucket)
+        agent.reads_bucket(s.instances_bucket)
     agent.consumes(
         stream=s.events_stream, subject=s.release_proposed, model=ReleaseProposed, durable="coordinator-proposals"
     )(coordinator.handle_release_proposed)

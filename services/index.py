@@ -24,9 +24,11 @@ class ServiceEntry:
 
         Each service's `build` takes its own layer's settings; the tools pass `MeshSettings`,
         which is every layer's at once."""
-        module = self.load()
-        agent = module.build(settings)
-        serve = getattr(module, "http_app", None)
+        return self.serve(self.load().build(settings))
+
+    def serve(self, agent: Any) -> Any:
+        """The HTTP app around an agent built with this service's `build`."""
+        serve = getattr(self.load(), "http_app", None)
         return serve(agent) if serve else agent.build_app()
 
 

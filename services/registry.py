@@ -35,12 +35,15 @@ TOKEN = r"^[A-Za-z0-9._:-]{1,100}$"
 
 
 def build(settings: BusSettings) -> Agent:
-    return Agent(
+    agent = Agent(
         "registry",
         settings=settings,
         description="Answers over HTTP which agents exist, what they can do and whether they are alive.",
         skills=[SKILL],
     )
+    agent.reads_bucket(settings.subjects.agents_bucket)
+    agent.reads_bucket(settings.subjects.instances_bucket)
+    return agent
 
 
 def summary(view: AgentView) -> dict:

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from bus.ops.embedded import EmbeddedNats, free_port
+from bus.ops.identities import Identities, generate_for_mesh
 from bus.ops.settings import MeshSettings
+from tests.gatekeeper import Gatekeeper
 
 
 def _docker_engine_answers() -> bool:
@@ -47,19 +49,45 @@ def _container_nats() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real nats-server with JetStream, shared by the session."""
+def _shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Gatekeeper | None]]:
     if url := os.environ.get("MESH_TEST_NATS_URL"):
-        yield url
+        yield url, None
     elif _docker_engine_answers():
         with _container_nats() as url:
-            yield url
+            yield url, None
     else:
-        server = EmbeddedNats(store_dir=tmp_path_factory.mktemp("nats"), log_file=None).start()
+        gate = Gatekeeper.start(tmp_path_factory.mktemp("nats"))
         try:
-            yield server.url
+            yield gate.server.url, gate
         finally:
-            server.stop()
+            gate.server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(_shared_nats) -> str:
+    """URL of a real nats-server with JetStream, shared by the session."""
+    return _shared_nats[0]
+
+
+@pytest.fixture(scope="session")
+def gatekeeper(_shared_nats) -> Gatekeeper | None:
+    """The shared server's authorization (tests/gatekeeper.py); None on a server we do not run,
+    where services run without identities."""
+    return _shared_nats[1]
+
+
+@pytest.fixture
+def service_identities(gatekeeper, tmp_path: Path):
+    """`service_identities(settings, names)`: identities for these services in the settings'
+    namespace, admitted by the shared server, for `start_mesh(..., identities=...)`."""
+
+    def make(settings: MeshSettings, names: list[str]) -> Identities | None:
+        if gatekeeper is None:
+            return None
+        folder = tmp_path / f"identities-{settings.namespace}-{uuid.uuid4().hex[:6]}"
+        return gatekeeper.admit(generate_for_mesh(settings, folder, names=names))
+
+    return make
 
 
 @pytest.fixture

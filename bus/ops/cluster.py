@@ -30,6 +30,7 @@ class EmbeddedCluster:
     name: str = "mesh"
     host: str = "127.0.0.1"
     log_dir: Path | None = None
+    extra_args: list[str] = field(default_factory=list)  # for every node (e.g. `-c auth.conf`)
     nodes: list[EmbeddedNats] = field(default_factory=list)
 
     @property
@@ -58,6 +59,7 @@ class EmbeddedCluster:
                         f"nats://{self.host}:{route_port}",
                         "--routes",
                         routes,
+                        *self.extra_args,
                     ],
                 )
                 self.nodes.append(node.start(timeout))

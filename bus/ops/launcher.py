@@ -19,8 +19,9 @@ from bus.connect import connect
 from bus.errors import MeshError
 from bus.ops.cluster import EmbeddedCluster
 from bus.ops.embedded import EmbeddedNats, free_port
+from bus.ops.identities import OPERATOR, Identities, generate_for_mesh
 from bus.ops.processes import ServiceProcess, child_env, stop_all, wait_ready
-from bus.ops.settings import MeshSettings
+from bus.ops.settings import IDENTITIES, MeshSettings
 from bus.provision import ConsumerSpec, Report, provision
 
 
@@ -51,6 +52,7 @@ class RunningMesh:
     home: Path = Path(".mesh")
     provisioning: Report = field(default_factory=Report)
     cluster: EmbeddedCluster | None = None  # `cluster=N`: N embedded nodes instead of `nats`
+    identities: Identities | None = None  # None: the server enforces no identities of ours
 
     def stop(self) -> None:
         stop_all(self.services)
@@ -124,6 +126,8 @@ def start_mesh(
     env: dict[str, str] | None = None,
     replicas: dict[str, int] | None = None,
     cluster: int = 0,
+    secure: bool = True,
+    identities: Identities | None = None,
 ) -> RunningMesh:
     """Start NATS (if embedded), provision, start every named service and wait until ready.
 
@@ -132,32 +136,49 @@ def start_mesh(
     the service's durable consumers, each has its own port and log file (`security-2.log`).
     `cluster=3` (with `embedded`) starts a 3-node JetStream cluster instead of one server,
     and makes every stream and bucket R3.
+
+    Embedded servers are `secure` by default: every service gets its own identity (generated
+    into `<home>/identities`, bus/ops/identities.py) and the server lets each do only what it
+    declared; provisioning runs as the operator, and the returned `settings` connect as it.
+    With a server of your own, pass the `identities` it already knows (tests do), or none: the
+    services then use whatever MESH_NATS_CREDENTIALS their environment gives them.
     """
     if fresh and home.exists():
         shutil.rmtree(home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
+    if embedded and secure and identities is None:
+        identities = generate_for_mesh(settings, home / IDENTITIES, names=names)
+    auth = ["-c", str(identities.authorization_file)] if embedded and identities else []
     nats: EmbeddedNats | None = None
     nodes: EmbeddedCluster | None = None
     nats_url = settings.nats_url
     if embedded and cluster > 1:
-        nodes = EmbeddedCluster(store_dir=home / "cluster", size=cluster, log_dir=home / "logs").start()
+        nodes = EmbeddedCluster(
+            store_dir=home / "cluster", size=cluster, log_dir=home / "logs", extra_args=auth
+        ).start()
         nats_url = nodes.url
         settings = settings.model_copy(update={"nats_url": nats_url, "stream_replicas": min(cluster, 3)})
     elif embedded:
         port = 4222 if base_port and _port_free(4222) else 0
-        nats = EmbeddedNats(store_dir=home / "nats", port=port, log_file=home / "logs" / "nats.log").start()
+        nats = EmbeddedNats(
+            store_dir=home / "nats", port=port, log_file=home / "logs" / "nats.log", extra_args=auth
+        ).start()
         nats_url = nats.url
         settings = settings.model_copy(update={"nats_url": nats_url})
+    if identities:
+        settings = settings.model_copy(update={"nats_credentials": identities.credential(OPERATOR)})
     services: list[ServiceProcess] = []
     try:
         report = asyncio.run(provision_mesh(settings, names=names))
         shared = child_env(**{**settings.as_env(), "MESH_NATS_URL": nats_url, **(env or {})})
         shared.setdefault("MESH_LOG_FORMAT", "json")
         for name in names:
+            own = {"MESH_NATS_CREDENTIALS": str(identities.credential(name))} if identities else {}
             for replica in range((replicas or {}).get(name, 1)):
                 port = base_port + len(services) if base_port else free_port()
                 log = f"{name}.log" if replica == 0 else f"{name}-{replica + 1}.log"
-                services.append(ServiceProcess(name, port, shared, log_path=home / "logs" / log).start())
+                process = ServiceProcess(name, port, shared, log_path=home / "logs" / log, extra_env=own)
+                services.append(process.start())
         not_ready = wait_ready(services, timeout=ready_timeout)
         if not_ready:
             raise MeshError(
@@ -170,7 +191,7 @@ def start_mesh(
         if nodes:
             nodes.stop()
         raise
-    return RunningMesh(settings, nats_url, services, nats, home, report, cluster=nodes)
+    return RunningMesh(settings, nats_url, services, nats, home, report, cluster=nodes, identities=identities)
 
 
 def _port_free(port: int) -> bool:

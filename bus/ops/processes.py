@@ -160,12 +160,19 @@ def supervise(
 ) -> list[ServiceProcess]:
     """One round of watching: start again what exited, kill and start again what stopped answering.
 
-    Returns the services started again in this round; each one's `last_restart` says why.
+    A service that exited with `EXIT_DRAINED` was drained by an operator (`mesh admin drain`):
+    it stays down, with state `drained`. Returns the services started again in this round;
+    each one's `last_restart` says why.
     """
+    from bus.drain import EXIT_DRAINED
+
     restarted = []
     for service in services:
         if not service.alive():
             code = service.process.returncode if service.process else None
+            if code == EXIT_DRAINED:
+                service.state = "drained"
+                continue
             service.restart(f"exited with code {code}")
             restarted.append(service)
             continue

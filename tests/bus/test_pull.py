@@ -25,7 +25,7 @@ async def feeding(url: str, *, stream: str, free, **options):
     await js.add_stream(name=stream, subjects=[f"{stream}.>"])
     await js.add_consumer(stream, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
     received: list[Msg] = []
-    feed = PullFeed(stream=stream, durable="d", inbox=new_inbox("test"), free=free, **options)
+    feed = PullFeed(stream=stream, durable="d", inbox=new_inbox("_INBOX.test"), free=free, **options)
 
     async def on_message(msg: Msg) -> None:
         if not feed.heard(msg):

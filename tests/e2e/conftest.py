@@ -11,8 +11,9 @@ from bus.ops.launcher import RunningMesh, start_mesh
 
 
 @pytest.fixture
-def launch(tmp_path) -> Callable[..., RunningMesh]:
-    """Start services as real processes against the test's NATS; everything is stopped after."""
+def launch(tmp_path, service_identities) -> Callable[..., RunningMesh]:
+    """Start services as real processes against the test's NATS, each with its own identity
+    and only the permissions it declares; everything is stopped after."""
     started: list[RunningMesh] = []
 
     def _launch(settings, names: list[str], *, replicas: dict[str, int] | None = None, **env: str) -> RunningMesh:
@@ -23,6 +24,7 @@ def launch(tmp_path) -> Callable[..., RunningMesh]:
             embedded=False,
             env={f"MESH_{k.upper()}": str(v) for k, v in env.items()},
             replicas=replicas,
+            identities=service_identities(settings, names),
         )
         started.append(mesh)
         return mesh

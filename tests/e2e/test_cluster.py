@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from importlib.resources import files
+from pathlib import Path
 
 import nats
 
@@ -19,9 +20,9 @@ from tests.e2e.test_cli_e2e import pid_alive
 SAMPLES = files("contracts") / "samples"
 
 
-async def replicas_of(url: str, stream: str) -> tuple[int, int]:
+async def replicas_of(url: str, stream: str, operator: Path) -> tuple[int, int]:
     """(configured replicas, peers that are current) of a stream."""
-    nc = await nats.connect(url.split(","))
+    nc = await nats.connect(url.split(","), nkeys_seed=str(operator), inbox_prefix="_INBOX.operator")
     try:
         info = await nc.jetstream().stream_info(stream)
         current = 1 + sum(1 for peer in info.cluster.replicas or [] if peer.current)
@@ -56,8 +57,8 @@ def test_up_cluster_runs_three_nodes_with_r3_streams(tmp_path):
         assert len(nodes) == 3 and all(pid_alive(pid) for pid in nodes)
         url = info["nats_url"]
         assert len(url.split(",")) == 3
-        assert asyncio.run(replicas_of(url, "MESH_EVENTS")) == (3, 3)
-        assert asyncio.run(replicas_of(url, "KV_mesh_rounds"))[0] == 3
+        assert asyncio.run(replicas_of(url, "MESH_EVENTS", home / "identities" / "operator.nk")) == (3, 3)
+        assert asyncio.run(replicas_of(url, "KV_mesh_rounds", home / "identities" / "operator.nk"))[0] == 3
 
         published = mesh(
             "publish",

@@ -16,6 +16,7 @@ from google.protobuf.json_format import ParseDict
 
 from bus.client import MeshClient
 from bus.ops.embedded import free_port
+from bus.ops.identities import generate_for_mesh
 from bus.ops.launcher import start_mesh
 from bus.ops.processes import child_env, spawn
 from bus.ops.settings import MeshSettings
@@ -37,10 +38,12 @@ async def get(url: str, **kwargs) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def shared_mesh(nats_url, tmp_path_factory):
+def shared_mesh(nats_url, gatekeeper, tmp_path_factory):
     """One mesh for the tests that only look at it (cards, filters, health, discovery)."""
     settings = MeshSettings(nats_url=nats_url, namespace=f"t{uuid.uuid4().hex[:10]}", **FAST_HEARTBEAT)
-    running = start_mesh(settings, names=ALL, home=tmp_path_factory.mktemp("discovery"), embedded=False)
+    home = tmp_path_factory.mktemp("discovery")
+    identities = gatekeeper.admit(generate_for_mesh(settings, home / "identities")) if gatekeeper else None
+    running = start_mesh(settings, names=ALL, home=home, embedded=False, identities=identities)
     yield running
     running.stop()
 

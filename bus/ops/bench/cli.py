@@ -51,6 +51,13 @@ def mesh_bench(
     floor_kv: Annotated[
         bool, typer.Option("--floor-kv/--no-floor-kv", help="Also run the floor with durable rounds.")
     ] = True,
+    auth_cost: Annotated[
+        bool,
+        typer.Option(
+            "--auth-cost/--no-auth-cost",
+            help="Also run the mesh without authorization (mesh-open), to report what authorization costs.",
+        ),
+    ] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write latency CDFs to this PNG file.")] = None,
 ) -> None:
@@ -60,8 +67,10 @@ def mesh_bench(
     reviewers: no model calls) and, beside them, the floors: the same message flow written
     directly on nats-py with the same processes, payloads, consumers and acks. Publishes N
     proposals keeping C in flight and reports proposals/s, publish -> outcome latency
-    p50/p90/p99, CPU seconds and peak RSS per process, and mesh/floor ratios. Then grows
-    the coordinator to many open rounds and times a review at each step.
+    p50/p90/p99, CPU seconds and peak RSS per process, and mesh/floor ratios. The mesh runs
+    secured (one identity per service, as `mesh up` starts it) and, unless `--no-auth-cost`,
+    also on a server without authorization (mesh-open): mesh/mesh-open is what authorization
+    costs. Then grows the coordinator to many open rounds and times a review at each step.
 
     Without `--concurrency`/`--replicas` it runs the full matrix, C = 1, 16, 128 and R = 1, 2;
     with either one, the other defaults to a single value (C = 16, R = 1).
@@ -79,7 +88,13 @@ def mesh_bench(
         proposals=proposals,
         concurrencies=list(MATRIX_CONCURRENCY) if matrix else list(concurrency or [16]),
         replicas=list(MATRIX_REPLICAS) if matrix else list(replicas or [1]),
-        systems=["floor", "floor+kv", "mesh"] if floor_kv else ["floor", "mesh"],
+        # mesh and mesh-open apart, so the rotation between repeats lets each go first as often
+        systems=[
+            "floor",
+            "mesh",
+            *(["floor+kv"] if floor_kv else []),
+            *(["mesh-open"] if auth_cost else []),
+        ],
         repeat=repeat,
         warmup=min(warmup, proposals),
         open_rounds=open_rounds,

@@ -59,7 +59,7 @@ async def consume(
     """Keep pull requests outstanding for the free workers (bus/pull.py, the services' own
     technique) and handle each message in its own task as it arrives."""
     tasks: set[asyncio.Task] = set()
-    feed = PullFeed(stream=stream, durable=durable, inbox=new_inbox("floor"), free=lambda: workers - len(tasks))
+    feed = PullFeed(stream=stream, durable=durable, inbox=new_inbox("_INBOX.floor"), free=lambda: workers - len(tasks))
 
     async def run(msg: Msg) -> None:
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bus.ops.bench.results import OpenRounds, Row
+from bus.ops.bench.results import MESH, MESH_OPEN, OpenRounds, Row
 
 SERVICES = ("security", "compliance", "coordinator", "nats-server")
 
@@ -34,9 +34,9 @@ class BenchReport:
     def targets(self) -> list[dict]:
         """Each target, per floor and replica count, with where we stand."""
         found = []
-        floors = sorted({name for row in self.rows for name in row.runs if name != "mesh"})
+        floors = sorted({name for row in self.rows for name in row.floors()})
         for row in self.rows:
-            if "mesh" not in row.runs:
+            if MESH not in row.runs:
                 continue
             for floor in floors:
                 if row.concurrency == 128:
@@ -110,6 +110,8 @@ def print_report(console: Console, report: BenchReport) -> None:
         console.print(_figures_table(report.rows))
         console.print(_resources_table(report.rows))
         console.print(_ratios_table(report.rows))
+        if any(row.authorization_cost() for row in report.rows):
+            console.print(_authorization_table(report.rows))
     if report.open_rounds:
         console.print(_open_rounds_table(report.open_rounds))
     for target in report.targets():
@@ -160,17 +162,45 @@ def _resources_table(rows: list[Row]) -> Table:
 
 
 def _ratios_table(rows: list[Row]) -> Table:
-    floors = sorted({name for row in rows for name in row.runs if name != "mesh"})
+    floors = sorted({name for row in rows for name in row.floors()})
     columns = [f"{figure} mesh/{floor}" for floor in floors for figure in ("throughput", "p50")]
     table = Table(
         "R", "C", *columns, title="Mesh against the floors (throughput: higher is better; p50: lower is better)"
     )
     for row in rows:
-        if "mesh" in row.runs:
+        if MESH in row.runs:
             table.add_row(
                 str(row.replicas),
                 str(row.concurrency),
                 *(f"{row.ratio(figure, floor):.2f}x" for floor in floors for figure in ("throughput", "p50")),
+            )
+    return table
+
+
+def _authorization_table(rows: list[Row]) -> Table:
+    table = Table(
+        "R",
+        "C",
+        f"{MESH} /s",
+        f"{MESH_OPEN} /s",
+        f"{MESH} p50 ms",
+        f"{MESH_OPEN} p50 ms",
+        f"throughput {MESH}/{MESH_OPEN}",
+        f"p50 {MESH} - {MESH_OPEN}",
+        title=f"Authorization cost: {MESH} (one identity per service) against {MESH_OPEN} (no authorization)",
+        caption="medians over repeats; the same services, with and without the server checking each publish and "
+        "subscription",
+    )
+    for row in rows:
+        if cost := row.authorization_cost():
+            ratio = cost["throughput_ratio"]
+            table.add_row(
+                str(row.replicas),
+                str(row.concurrency),
+                *(f"{row.median(name, 'throughput'):.1f}" for name in (MESH, MESH_OPEN)),
+                *(f"{row.median(name, 'p50'):.2f}" for name in (MESH, MESH_OPEN)),
+                f"{ratio:.2f}x ({ratio - 1:+.0%})",
+                f"{cost['p50_delta_ms']:+.2f} ms",
             )
     return table
 
@@ -226,7 +256,7 @@ def write_plot(report: BenchReport, path: Path) -> None:
     extra = 1 if report.open_rounds else 0
     nrows, ncols = max(len(replicas), 1) + extra, max(len(concurrencies), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
-    colours = {"floor": "tab:green", "floor+kv": "tab:olive", "mesh": "tab:blue"}
+    colours = {"floor": "tab:green", "floor+kv": "tab:olive", MESH: "tab:blue", MESH_OPEN: "tab:cyan"}
     for row in report.rows:
         ax = axes[replicas.index(row.replicas)][concurrencies.index(row.concurrency)]
         for name, runs in row.runs.items():

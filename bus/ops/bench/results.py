@@ -1,4 +1,5 @@
-"""The figures: per run, per row (medians over repeats) and mesh/floor ratios.
+"""The figures: per run, per row (medians over repeats), mesh/floor ratios and the cost of
+authorization (mesh against mesh-open).
 
 Latencies are kept in milliseconds; throughput is decided proposals per second of wall time
 from the first publish to the last outcome.
@@ -10,6 +11,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 
 from bus.ops.bench.resources import ProcessUsage
+
+MESH, MESH_OPEN = "mesh", "mesh-open"  # secured (the default), and on a server without authorization
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -88,10 +91,25 @@ class Row:
             for label in labels
         }
 
-    def ratio(self, figure: str, floor: str) -> float:
-        """mesh / floor for one figure (above 1 is slower for p50, faster for throughput)."""
-        base = self.median(floor, figure)
-        return self.median("mesh", figure) / base if base else float("nan")
+    def floors(self) -> list[str]:
+        """The systems the mesh is measured against: all but the mesh, secured or open."""
+        return [name for name in self.runs if name not in (MESH, MESH_OPEN)]
+
+    def ratio(self, figure: str, base: str) -> float:
+        """mesh / base for one figure (above 1 is slower for p50, faster for throughput)."""
+        below = self.median(base, figure)
+        return self.median(MESH, figure) / below if below else float("nan")
+
+    def authorization_cost(self) -> dict[str, float] | None:
+        """What the server checking identities and permissions costs, from medians over repeats:
+        mesh/mesh-open throughput (below 1 is slower) and mesh - mesh-open p50 in ms (above 0
+        is slower). None unless both ran."""
+        if MESH not in self.runs or MESH_OPEN not in self.runs:
+            return None
+        return {
+            "throughput_ratio": self.ratio("throughput", MESH_OPEN),
+            "p50_delta_ms": self.median(MESH, "p50") - self.median(MESH_OPEN, "p50"),
+        }
 
     def to_dict(self) -> dict:
         systems = {}
@@ -112,10 +130,17 @@ class Row:
                 "throughput": round(self.ratio("throughput", floor), 3),
                 "p50": round(self.ratio("p50", floor), 3),
             }
-            for floor in self.runs
-            if floor != "mesh" and "mesh" in self.runs
+            for floor in self.floors()
+            if MESH in self.runs
         }
-        return {"concurrency": self.concurrency, "replicas": self.replicas, "systems": systems, "ratios": ratios}
+        cost = self.authorization_cost()
+        return {
+            "concurrency": self.concurrency,
+            "replicas": self.replicas,
+            "systems": systems,
+            "ratios": ratios,
+            "authorization_cost": {k: round(v, 3) for k, v in cost.items()} if cost else None,
+        }
 
 
 @dataclass

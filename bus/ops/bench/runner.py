@@ -1,8 +1,9 @@
 """The whole benchmark: every system at every (replicas, concurrency), then the open rounds.
 
-For each replica count the three systems start once, each on its own nats-server, and stay
-up while the concurrencies are measured in turn; within a row the systems take turns (the
-order rotates between repeats), so drift in a noisy machine falls on all of them alike.
+For each replica count the systems (floors, mesh, mesh without authorization) start once,
+each on its own nats-server, and stay up while the concurrencies are measured in turn; within
+a row the systems take turns (the order rotates between repeats), so drift in a noisy machine
+falls on all of them alike.
 Each measurement is preceded by an unmeasured warm-up at the same concurrency.
 """
 

@@ -1,12 +1,15 @@
 """The systems under test, each on its own embedded nats-server, started and stopped alike.
 
     mesh       the real services (`mesh run security|compliance|coordinator`), started by the
-               same launcher as `mesh up`, R replicas per reviewer
+               same launcher as `mesh up`, R replicas per reviewer, secured: one identity per
+               service and a server that checks each publish and subscription against it
+    mesh-open  the same mesh on a server without authorization (`start_mesh(secure=False)`),
+               so mesh against mesh-open is what authorization costs
     floor      `python -m bus.ops.bench.floor ...` processes, the same count and roles
     floor+kv   the floor with durable rounds (`coordinator --kv`)
 
 Every system's streams, consumers and buckets are provisioned from the services' own
-declarations, so both read through identical durable consumers.
+declarations, so all of them read through identical durable consumers.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from bus.ops.settings import MeshSettings
 
 REVIEWERS = ["security", "compliance"]
 SERVICES = [*REVIEWERS, "coordinator"]
-SYSTEMS = ("floor", "floor+kv", "mesh")
+FLOORS = ("floor", "floor+kv")
+SYSTEMS = (*FLOORS, "mesh", "mesh-open")
 
 
 def bench_settings(settings: MeshSettings, *, deadline_seconds: float) -> MeshSettings:
@@ -59,15 +63,17 @@ class System:
 
 
 def start_system(name: str, settings: MeshSettings, *, home: Path, replicas: int) -> System:
-    """Start `mesh`, `floor` or `floor+kv` with `replicas` processes per reviewer; wait until ready."""
-    if name == "mesh":
-        return _start_mesh(settings, home=home, replicas=replicas)
-    if name in ("floor", "floor+kv"):
+    """Start one of SYSTEMS with `replicas` processes per reviewer; wait until ready."""
+    if name in ("mesh", "mesh-open"):
+        return _start_mesh(name, settings, home=home, replicas=replicas, secure=name == "mesh")
+    if name in FLOORS:
         return _start_floor(name, settings, home=home, replicas=replicas, durable=name == "floor+kv")
     raise MeshError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 
-def _start_mesh(settings: MeshSettings, *, home: Path, replicas: int) -> System:
+def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int, secure: bool) -> System:
+    if not secure:  # the driver too connects as nobody, not as the operator of some earlier `mesh up`
+        settings = settings.model_copy(update={"nats_credentials": None})
     mesh = start_mesh(
         settings,
         names=SERVICES,
@@ -75,10 +81,11 @@ def _start_mesh(settings: MeshSettings, *, home: Path, replicas: int) -> System:
         embedded=True,
         fresh=True,
         replicas=dict.fromkeys(REVIEWERS, replicas),
+        secure=secure,
     )
     processes = dict(zip(replica_labels([s.name for s in mesh.services]), [s.pid for s in mesh.services], strict=True))
     processes["nats-server"] = mesh.nats.process.pid
-    return System("mesh", mesh.settings, home, mesh.nats, processes, _mesh=mesh)
+    return System(name, mesh.settings, home, mesh.nats, processes, _mesh=mesh)
 
 
 def _start_floor(name: str, settings: MeshSettings, *, home: Path, replicas: int, durable: bool) -> System:

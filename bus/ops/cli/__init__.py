@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from bus.errors import MeshError
 from bus.ops.bench import cli as bench
 from bus.ops.bench import llm_cli as bench_llm
-from bus.ops.cli import admin, agents, chaos, dlq, events, running
+from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running
+from bus.ops.cli import identities as identity_commands
 from bus.ops.settings import MeshSettings
 from contracts.validation import describe_errors
 
@@ -31,16 +32,19 @@ app = typer.Typer(
 @app.callback()
 def load_settings(ctx: typer.Context) -> None:
     """Read the settings once, before any command runs; every command gets them from ctx.obj."""
-    ctx.obj = MeshSettings()
+    # the operator's identity, when `mesh up` generated one here (bus/ops/identities.py)
+    ctx.obj = MeshSettings().with_identity("operator")
 
 
 running.register(app)
 events.register(app)
-admin.register(app)
+provisioning.register(app)
 agents.register(app)
+control.register(app)
 bench.register(app)
 dlq.register(app)
 chaos.register(app)
+identity_commands.register(app)
 bench_llm.register(bench.bench)  # `mesh bench llm`
 
 

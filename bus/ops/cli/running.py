@@ -17,6 +17,7 @@ from rich.table import Table
 from bus.client import MeshClient
 from bus.errors import MeshError
 from bus.ops.cli.render import print_outcome
+from bus.ops.identities import OPERATOR, Identities, generate_for_mesh
 from bus.ops.launcher import RunningMesh, nats_url_was_given, redact_nats_url, start_mesh
 from bus.ops.processes import supervise
 from bus.ops.settings import MeshSettings
@@ -103,6 +104,14 @@ def up(
         int,
         typer.Option(help="Run N embedded nats-servers as one JetStream cluster (R3 streams and KV); 0: one server."),
     ] = 0,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Debugging only: the embedded server takes any connection, and anyone who reaches it may "
+            "publish anything (forged reviews and outcomes included).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole mesh in the foreground until Ctrl-C or SIGTERM.
 
@@ -113,6 +122,11 @@ def up(
     URL) for `mesh status` and other tools. `--cluster 3` runs three embedded nodes with routes
     instead (data in `.mesh/cluster`); any one may die.
 
+    The embedded server is secured: every service connects with its own identity (seeds in
+    `.mesh/identities`, mode 0600) and may do only what it declares; the CLI in this folder uses
+    the operator's. With MESH_NATS_URL, services use the identities in `.mesh/identities` when
+    `mesh identities generate` made them (your server must include its auth.conf).
+
     Example: `mesh up` then, in another terminal, `curl localhost:8080/agents` and
     `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
     """
@@ -120,8 +134,22 @@ def up(
     embedded = not nats_url_was_given(settings)
     if cluster and not embedded:
         raise MeshError("--cluster starts embedded servers; unset MESH_NATS_URL, or drop --cluster to use your own")
+    if insecure and not embedded:
+        raise MeshError("--insecure applies to the embedded server; your own server's configuration decides")
+    if insecure:
+        console.print(
+            "[bold red]INSECURE: the embedded NATS server accepts any connection; anyone who can reach it may "
+            "publish reviews and outcomes. For debugging only.[/]"
+        )
     mesh = start_mesh(
-        settings, names=_service_names(), home=settings.home, embedded=embedded, base_port=base_port, cluster=cluster
+        settings,
+        names=_service_names(),
+        home=settings.home,
+        embedded=embedded,
+        base_port=base_port,
+        cluster=cluster,
+        secure=not insecure,
+        identities=None if embedded else _own_server_identities(settings),
     )
     run_file = mesh.write_run_file()
     stopping = False
@@ -133,7 +161,10 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     kind = f"embedded {cluster}-node cluster" if mesh.cluster else "embedded" if embedded else "external"
-    console.print(f"mesh up: NATS {mesh.shown_nats_url} ({kind}); run file {run_file}")
+    guard = (
+        f"identities in {mesh.identities.folder}" if mesh.identities else "[red]no identities: anyone may publish[/]"
+    )
+    console.print(f"mesh up: NATS {mesh.shown_nats_url} ({kind}; {guard}); run file {run_file}")
     try:
         with Live(_status_table(mesh), console=console, refresh_per_second=2, transient=False) as live:
             while not stopping:
@@ -148,6 +179,13 @@ def up(
         mesh.stop()
         run_file.unlink(missing_ok=True)
         console.print("stopped.")
+
+
+def _own_server_identities(settings: MeshSettings) -> Identities | None:
+    """The identities `mesh identities generate` wrote for your own server, if it did."""
+    if not (settings.identities_folder / f"{OPERATOR}.nk").exists():
+        return None
+    return generate_for_mesh(settings, settings.identities_folder, names=_service_names())
 
 
 def _status_table(mesh: RunningMesh) -> Table:
@@ -204,22 +242,35 @@ def run(
 ) -> None:
     """Run one service alone against MESH_NATS_URL — what a container runs.
 
+    Exits 10 after `mesh admin drain` (it finished its in-flight work on purpose): `mesh up` does
+    not start it again, and a container's restart policy should not either.
+
     Example: `MESH_NATS_URL=nats://nats:4222 mesh run security --port 8081`
     (equivalently `faststream run services.security:app --port 8081`).
     """
     import uvicorn
 
+    from bus.drain import EXIT_DRAINED
     from services.index import SERVICES
 
     if service not in SERVICES:
         raise MeshError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
-    settings: MeshSettings = ctx.obj
-    app = SERVICES[service].asgi_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=port if port is not None else settings.http_port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+    # its own identity, not the operator's the CLI would use
+    settings = MeshSettings().with_identity(service)
+    entry = SERVICES[service]
+    agent = entry.load().build(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            entry.serve(agent),
+            host=settings.http_host,
+            port=port if port is not None else settings.http_port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
     )
+    # Drained: shut down as on SIGTERM, but without a signal, so the exit code can say so.
+    agent.on_drained = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if agent.drained:
+        raise typer.Exit(EXIT_DRAINED)

@@ -11,10 +11,16 @@ from bus.ops.processes import ServiceProcess
 from tests.e2e.support import eventually, sample
 
 
-async def test_replicas_run_as_separate_processes_that_share_the_work(settings, tmp_path):
+async def test_replicas_run_as_separate_processes_that_share_the_work(settings, tmp_path, service_identities):
     """Two security replicas get their own pid, port and log, and both review from one durable."""
     mesh = await asyncio.to_thread(
-        start_mesh, settings, names=["security"], home=tmp_path / "mesh", embedded=False, replicas={"security": 2}
+        start_mesh,
+        settings,
+        names=["security"],
+        home=tmp_path / "mesh",
+        embedded=False,
+        replicas={"security": 2},
+        identities=service_identities(settings, ["security"]),
     )
     try:
         first, second = mesh.services

@@ -53,10 +53,13 @@ def test_a_restart_forgets_the_old_process():
 
 
 @pytest.mark.timeout(120)
-async def test_a_frozen_service_is_killed_and_started_again(settings, tmp_path):
+async def test_a_frozen_service_is_killed_and_started_again(settings, tmp_path, service_identities):
     """A real `mesh run security` frozen with SIGSTOP (alive, silent) is SIGKILLed and replaced by
     `supervise`, its status says why, and the new process answers its health probe."""
-    mesh = await asyncio.to_thread(start_mesh, settings, names=["security"], home=tmp_path / "mesh", embedded=False)
+    identities = service_identities(settings, ["security"])
+    mesh = await asyncio.to_thread(
+        start_mesh, settings, names=["security"], home=tmp_path / "mesh", embedded=False, identities=identities
+    )
     try:
         (service,) = mesh.services
         service.watchdog = Watchdog(misses=3, window_seconds=2.0, grace_seconds=30.0)

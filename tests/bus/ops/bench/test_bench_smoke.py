@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 
-SYSTEMS = {"floor", "floor+kv", "mesh"}
+SYSTEMS = {"floor", "floor+kv", "mesh", "mesh-open"}
 
 
 def run_bench(args: list[str], *, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def run_bench(args: list[str], *, env: dict, timeout: float) -> subprocess.Compl
 
 
 def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
-    """A 50-proposal row and a tiny open-rounds row run, and the JSON holds every figure."""
+    """A 50-proposal row (floors, mesh, mesh-open) and a tiny open-rounds row run, and the JSON holds every figure."""
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     env = {**os.environ, "MESH_HOME": str(tmp_path / "mesh"), "COLUMNS": "160"}
     env.pop("MESH_NATS_URL", None)
@@ -45,7 +45,7 @@ def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
     result = run_bench(args, env=env, timeout=150)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    for heading in ("proposals/s", "p50 ms", "mesh/floor", "open rounds"):
+    for heading in ("proposals/s", "p50 ms", "mesh/floor", "Authorization cost", "mesh/mesh-open", "open rounds"):
         assert heading in result.stdout
     report = json.loads(out.read_text())
     (row,) = report["rows"]
@@ -61,6 +61,9 @@ def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
         assert run["outcomes"] == {"approved": 50} and run["missing"] == 0, name
         assert len(run["latencies_ms"]) == 50
     assert set(row["ratios"]) == {"mesh/floor", "mesh/floor+kv"}
+    cost = row["authorization_cost"]
+    assert set(cost) == {"throughput_ratio", "p50_delta_ms"}
+    assert cost["throughput_ratio"] > 0 and isinstance(cost["p50_delta_ms"], float)  # either sign: noise
     rounds = report["open_rounds"]
     assert [c["open_rounds"] for c in rounds["checkpoints"]] == [10, 20]
     assert all(len(c["review_ms"]) == 3 and c["cpu_ms_per_probe"] >= 0 for c in rounds["checkpoints"])

@@ -50,6 +50,30 @@ def test_ratios_compare_medians_over_repeats():
     assert row.to_dict()["ratios"] == {"mesh/floor": {"throughput": 0.5, "p50": 3.0}}
 
 
+def test_authorization_cost_compares_the_mesh_with_mesh_open_and_is_no_floor():
+    """mesh/mesh-open divides median throughputs and subtracts median p50s; mesh-open gets no mesh/floor ratio."""
+    row = Row(16, 1)
+    row.add(run("floor", decided=100, seconds=0.5, latencies=[5.0] * 100))
+    for seconds in (1.0, 1.25, 9.0):  # 100/s, 80/s and an outlier
+        row.add(run("mesh", decided=100, seconds=seconds, latencies=[12.5] * 100))
+    for seconds in (1.0, 1.0):
+        row.add(run("mesh-open", decided=100, seconds=seconds, latencies=[10.0] * 100))
+
+    assert row.floors() == ["floor"]
+    assert row.authorization_cost() == {"throughput_ratio": 0.8, "p50_delta_ms": 2.5}
+    assert row.to_dict()["authorization_cost"] == {"throughput_ratio": 0.8, "p50_delta_ms": 2.5}
+    assert set(row.to_dict()["ratios"]) == {"mesh/floor"}
+
+
+def test_authorization_cost_needs_both_meshes():
+    """Without mesh-open (`--no-auth-cost`) a row reports no authorization cost."""
+    row = Row(16, 1)
+    row.add(run("mesh", decided=100, seconds=1.0, latencies=[10.0] * 100))
+
+    assert row.authorization_cost() is None
+    assert row.to_dict()["authorization_cost"] is None
+
+
 def test_open_rounds_report_bytes_per_round_and_drift_from_the_first_checkpoint():
     """Memory per round is the growth between the first and last checkpoint; drift is the worst p50 change."""
     result = OpenRounds([point(10, [5.0, 5.0]), point(110, [6.0]), point(1010, [4.5])], open_rate=300.0)
