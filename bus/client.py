@@ -18,6 +18,7 @@ from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavaila
 
 from bus.connect import connect
 from bus.settings import BusSettings
+from bus.telemetry import Telemetry
 from contracts.ids import proposal_msg_id
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
@@ -27,15 +28,22 @@ _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStrea
 
 
 class MeshClient:
-    def __init__(self, nc: Client, settings: BusSettings) -> None:
+    def __init__(
+        self, nc: Client, settings: BusSettings, *, telemetry: Telemetry | None = None, name: str = "mesh-client"
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=settings.publish_timeout_seconds)
         self.settings = settings
         self.subjects = settings.subjects
+        self.name = name
+        # With tracing (bus/tracing.py), a proposal's `send` span starts the flow's trace.
+        self.telemetry = telemetry or Telemetry()
 
     @classmethod
-    async def connect(cls, settings: BusSettings, *, name: str = "mesh-client") -> MeshClient:
-        return cls(await connect(settings, name=name), settings)
+    async def connect(
+        cls, settings: BusSettings, *, name: str = "mesh-client", telemetry: Telemetry | None = None
+    ) -> MeshClient:
+        return cls(await connect(settings, name=name), settings, telemetry=telemetry, name=name)
 
     async def __aenter__(self) -> MeshClient:
         return self
@@ -57,21 +65,20 @@ class MeshClient:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + retry_for
         pause = 0.1
-        while True:
-            try:
-                return await self.js.publish(
-                    self.subjects.release_proposed,
-                    proposal.model_dump_json().encode(),
-                    headers={
-                        "Nats-Msg-Id": proposal_msg_id(proposal.release_id, proposal.content_digest),
-                        "content-type": "application/json",
-                    },
-                )
-            except _TRANSIENT:
-                if loop.time() + pause > give_up:
-                    raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        subject = self.subjects.release_proposed
+        headers = {
+            "Nats-Msg-Id": proposal_msg_id(proposal.release_id, proposal.content_digest),
+            "content-type": "application/json",
+        }
+        with self.telemetry.publishing(self.name, subject, headers, proposal) as headers:
+            while True:
+                try:
+                    return await self.js.publish(subject, proposal.model_dump_json().encode(), headers=headers)
+                except _TRANSIENT:
+                    if loop.time() + pause > give_up:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
 
     async def outcome_of(self, proposal: ReleaseProposed) -> RoundDecided | None:
         """The outcome already published for this proposal's content (its revision), if any."""

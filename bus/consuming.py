@@ -7,7 +7,9 @@
 - bad input (invalid JSON or schema) goes straight to the dead-letter stream, never retried;
 - a failing handler, or one past `MESH_HANDLER_TIMEOUT_SECONDS`, is retried with growing
   delays, then dead-lettered on its last delivery;
-- each message passes the telemetry seam once (bus/telemetry.py), around its handler.
+- each message passes the telemetry seam once (bus/telemetry.py), from parse to ack: with
+  tracing on, one `process` span per delivery, a child of the trace in its headers.
+- each message is counted by how it was settled, and timed (bus/metrics.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bus.dead_letter_writer import DeadLetterWriter
 from bus.delivery import Delivery, Publish, Subscription
 from bus.errors import InvalidMessage
 from bus.inflight import InFlight
+from bus.metrics import Metrics
 from bus.pull import PullFeed, new_inbox
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
@@ -46,8 +49,10 @@ class ConsumePath:
         dead_letters: DeadLetterWriter,
         telemetry: Telemetry,
         log: Any,
+        metrics: Metrics | None = None,
     ) -> None:
         self.service = service
+        self.metrics = metrics or Metrics(service)
         self.broker = broker
         self.settings = settings
         self.publish = publish
@@ -119,7 +124,7 @@ class ConsumePath:
     async def process(self, sub: Subscription, msg: NatsMessage) -> None:
         """Handle one message: validate, run the handler within its budget, then ack, retry or dead-letter."""
         raw: Msg = msg.raw_message
-        with self.telemetry.consuming(self.service, raw.subject, raw.headers or {}):
+        with self.metrics.handling(sub.spec.durable, msg), self.telemetry.consuming(self.service, raw):
             await self._process(sub, msg, raw)
 
     async def _process(self, sub: Subscription, msg: NatsMessage, raw: Msg) -> None:
@@ -132,6 +137,7 @@ class ConsumePath:
             await self._dead_letter(msg, log, error_type="invalid", error="; ".join(describe_errors(exc, limit=10)))
             return
         log = log.bind(correlation_id=getattr(event, "correlation_id", None))
+        self.telemetry.received(event)
         log.debug("→ received", type=sub.model.__name__)  # info would double the log volume
         self.in_flight += 1
         # InFlight keeps the message alive while the handler runs, so a handler that never returns
@@ -139,7 +145,7 @@ class ConsumePath:
         budget = asyncio.timeout(self.settings.handler_timeout_seconds)
         try:
             async with budget:
-                await sub.handler(event, Delivery(self.publish, raw, log))
+                await sub.handler(event, Delivery(self.publish, raw, log, self.telemetry))
         except InvalidMessage as exc:
             await self._dead_letter(msg, log, error_type="invalid", error=str(exc))
             return
@@ -154,6 +160,7 @@ class ConsumePath:
                 await self._dead_letter(msg, log, error_type="failed", error=error)
                 return
             delay = min(2.0 ** (meta.num_delivered - 1), 30.0)
+            self.telemetry.failed(error)
             log.warning("↻ will retry", error=error, delay=delay)
             await msg.nack(delay=delay)
             return
@@ -165,8 +172,10 @@ class ConsumePath:
 
     async def _dead_letter(self, msg: NatsMessage, log: Any, *, error_type: str, error: str) -> None:
         raw: Msg = msg.raw_message
+        self.telemetry.failed(error)
         try:
-            await self.dead_letters.write(raw, error_type=error_type, error=error)
+            with self.telemetry.span("dead-letter", {"error.type": error_type, "mesh.dead_letter.reason": error}):
+                await self.dead_letters.write(raw, error_type=error_type, error=error)
         except Exception as exc:  # noqa: BLE001 - could not record it: let JetStream redeliver
             log.error("dead-letter publish failed; will retry", error=str(exc))
             await msg.nack(delay=1.0)

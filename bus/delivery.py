@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -11,6 +11,7 @@ from nats.js.api import PubAck
 from pydantic import BaseModel
 
 from bus.provision import ConsumerSpec
+from bus.telemetry import Telemetry
 
 Handler = Callable[[Any, "Delivery"], Awaitable[Any]]
 Publish = Callable[..., Awaitable[PubAck]]  # (model, subject, *, msg_id, headers) -> PubAck
@@ -18,15 +19,22 @@ Publish = Callable[..., Awaitable[PubAck]]  # (model, subject, *, msg_id, header
 
 @dataclass
 class Delivery:
-    """What a handler gets besides its event: how to publish results, and delivery facts."""
+    """What a handler gets besides its event: how to publish results, delivery facts, and the
+    telemetry seam to describe what it did on the message's span (bus/telemetry.py)."""
 
     publisher: Publish
     message: Msg
     log: Any
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     @property
     def deliveries(self) -> int:
         return self.message.metadata.num_delivered
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace this message belongs to (None without tracing): what results record as `trace_id`."""
+        return self.telemetry.trace_id()
 
     async def publish(self, model: BaseModel, subject: str, *, msg_id: str, headers: dict | None = None) -> PubAck:
         """Publish and wait for the PubAck. `msg_id` makes a redelivered handler's publish a no-op."""

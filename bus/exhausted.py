@@ -85,7 +85,10 @@ def _recorder(service: str, dead_letters: DeadLetterWriter, connection: Callable
             consumer=advisory.consumer,
             deliveries=advisory.deliveries,
         )
-        await dead_letters.write_record(record)
+        # The advisory starts a trace of its own; the dead letter links to the original's.
+        attributes = {"error.type": record.error_type, "mesh.dead_letter.reason": record.error}
+        with delivery.telemetry.span("dead-letter", attributes, link=record.headers):
+            await dead_letters.write_record(record)
         delivery.log.warning(
             "✗ dead-lettered after max deliveries",
             stream=advisory.stream,

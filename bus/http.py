@@ -64,6 +64,24 @@ def cached_document_endpoint(document: Callable[[], dict], *, cache_control: str
     return app
 
 
+def bytes_endpoint(render: Callable[[Scope], Awaitable[tuple[bytes, str]]]) -> Callable:
+    """An ASGI app answering GET/HEAD with the (body, content type) `render` returns (`/metrics`)."""
+
+    async def app(scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope.get("method") not in ("GET", "HEAD"):
+            await _send(
+                send,
+                405,
+                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
+                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
+            )
+            return
+        body, content_type = await render(scope)
+        await _send(send, 200, b"" if scope.get("method") == "HEAD" else body, {"content-type": content_type})
+
+    return app
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """A request header's value, decoded as HTTP header bytes are (latin-1), so no byte is an error.
 

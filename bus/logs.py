@@ -4,6 +4,9 @@ Every line is redacted on its way out (`redact_event`, `contracts.redaction`): a
 token or key that reaches a log call — in the message, a field or a traceback — is printed
 as `[REDACTED]`.
 
+With tracing on, every line logged inside a span carries its `trace_id` and `span_id`
+(`add_trace_ids`), so a log line leads to its trace and back.
+
 Arrows make a stream of lines scannable (after arq): `→` received, `✓` acked,
 `↻` will be redelivered, `✗` dead-lettered.
 """
@@ -16,12 +19,13 @@ import sys
 from typing import TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import ExcInfo
 
 from contracts.redaction import REDACTED, is_secret_key, redact, redact_value
 
 
-def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "console", *, trace_ids: bool = False) -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -30,6 +34,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *([add_trace_ids] if trace_ids else []),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             *([structlog.processors.format_exc_info] if fmt == "json" else []),
@@ -44,6 +49,15 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+def add_trace_ids(logger: object, method: str, event: dict) -> dict:
+    """A structlog processor: the current span's `trace_id` and `span_id` (hex), when there is one."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event
 
 
 def redact_event(logger: object, method: str, event: dict) -> dict:

@@ -151,6 +151,7 @@ def operator_permissions(settings: BusSettings, identity: str = "operator") -> P
             s.reviews,
             s.deadlines,
             s.admin_actions,
+            s.traces,  # `mesh up`'s trace store writes the spans its receiver gets (bus/ops/trace_store.py)
             f"{s.namespace}.control.>",
             f"$O.{s.dead_letter_payloads_bucket}.>",
         }

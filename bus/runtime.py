@@ -6,7 +6,8 @@ A service declares *what* it consumes and *what* it does; the runtime owns *how*
 - what a handler gets: `bus/delivery.py`;
 - reading, handling, acking, retrying and dead-lettering messages: `bus/consuming.py`;
 - publishing: `bus/publishing.py`;
-- the hooks for tracing and metrics on both paths: `bus/telemetry.py`.
+- the hooks for tracing on both paths: `bus/telemetry.py`;
+- Prometheus metrics and `GET /metrics`: `bus/metrics.py`.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from bus.drain import DrainListener, drain_subject, end_this_process
 from bus.exhausted import exhausted_subscriptions
 from bus.http import cached_document_endpoint, json_endpoint, problem
 from bus.logs import configure_logging, get_logger
+from bus.metrics import Metrics
 from bus.permissions import BucketUse, Permissions, service_permissions
 from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.publishing import Publisher
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
+from bus.tracing import tracing_from_environment
 from contracts.cards import AgentCard, AgentSkill
 from contracts.catalog import json_schema
 
@@ -59,13 +62,16 @@ class Agent:
     buckets: list[BucketUse] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    telemetry: Telemetry = field(default_factory=Telemetry)
+    # None: tracing as the OTEL_* variables say (bus/tracing.py), else the no-op Telemetry.
+    telemetry: Telemetry | None = None
     # How the process ends once drained (`mesh run` stops its HTTP server instead).
     on_drained: Callable[[], Any] = end_this_process
 
     def __post_init__(self) -> None:
+        if self.telemetry is None:
+            self.telemetry = tracing_from_environment(self.name) or Telemetry()
         # before the first logger is bound: a bound structlog logger keeps the config it saw
-        configure_logging(self.settings.log_level, self.settings.log_format)
+        configure_logging(self.settings.log_level, self.settings.log_format, trace_ids=self.telemetry.traces)
         self._app: AsgiFastStream | None = None
         self._presence: Presence | None = None
         self._drain: DrainListener | None = None
@@ -82,6 +88,8 @@ class Agent:
             publish=self.publisher.publish_raw,
             connection=lambda: self.broker.connection,
         )
+        # Its own registry, served at /metrics; pending counts are read from the server per scrape.
+        self.metrics = Metrics(self.name, consumers=lambda: self.consumers, connection=self._connection)
         self.consuming = ConsumePath(
             service=self.name,
             broker=self.broker,
@@ -90,6 +98,7 @@ class Agent:
             dead_letters=self.dead_letters,
             telemetry=self.telemetry,
             log=self.log,
+            metrics=self.metrics,
         )
 
     # --- declaring ----------------------------------------------------------------------
@@ -182,12 +191,13 @@ class Agent:
     # --- HTTP ---------------------------------------------------------------------------
 
     def http_routes(self) -> list[tuple[str, Any]]:
-        """Health, readiness, the card and the schemas of every message on the card."""
+        """Health, readiness, metrics, the card and the schemas of every message on the card."""
         card = self.card.to_wire()
         routes: list[tuple[str, Any]] = [
             ("/healthz", json_endpoint(self._healthz)),
             ("/readyz", json_endpoint(self._readyz)),
             ("/.well-known/agent-card.json", cached_document_endpoint(lambda: card)),
+            ("/metrics", self.metrics.endpoint()),
         ]
         wire = [(s.subject, s.model) for s in self.subscriptions] + self.produces
         for name in sorted({n for n in (contract_name(m) for _, m in wire) if n}):
@@ -201,8 +211,12 @@ class Agent:
         """(200, body) when a NATS round trip works, (503, problem) otherwise."""
         return await self._readyz({})
 
+    def _connection(self) -> Any:
+        """The NATS connection, or None before it exists (never raises, unlike `broker.connection`)."""
+        return self.broker.config.broker_config.connection_state.connection if self.broker else None
+
     async def _readyz(self, scope: dict) -> tuple[int, Any]:
-        connection = self.broker.config.broker_config.connection_state.connection if self.broker else None
+        connection = self._connection()
         if connection is None or not connection.is_connected:
             return 503, problem(503, "Not ready", "not connected to NATS")
         try:
@@ -244,6 +258,7 @@ class Agent:
 
     async def _startup(self) -> None:
         # Runs before any subscriber starts, so handlers never see a half-started service.
+        self.telemetry.start()
         await self.broker.connect()
         # Create what is missing; never change what exists (that is `mesh provision`'s job).
         report = await provision(self.broker.connection.jetstream(), self.settings, self.consumers, reconcile=False)
@@ -284,6 +299,7 @@ class Agent:
         await self._stop_working()
         for hook in self.on_stop:
             await hook()
+        await self.telemetry.flush()  # the last spans, before the process ends
 
     async def _stop_working(self) -> None:
         # Safe to run twice: a drain runs it, then the shutdown that follows.

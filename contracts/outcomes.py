@@ -67,3 +67,9 @@ class RoundDecided(Envelope):
     deadline: datetime | None = Field(default=None, description="When the round would time out.")
     tokens: TokenUsage = Field(default_factory=TokenUsage, description="Tokens the counted reviews spent.")
     cost_usd: float = Field(default=0.0, ge=0.0, description="What the counted reviews' model calls cost.")
+    trace_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="OpenTelemetry trace id of the flow that decided the round (None when tracing is off).",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )

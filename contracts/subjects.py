@@ -113,6 +113,24 @@ class Subjects:
     def admin_stream(self) -> str:
         return self.stream("admin")
 
+    # recent spans, kept by `mesh up`'s trace store for `mesh trace` (an operator's stream:
+    # services export spans over OTLP/HTTP and never touch it)
+    @property
+    def traces(self) -> str:
+        return f"{self.namespace}.traces.>"
+
+    def trace_spans(self, trace_id: str) -> str:
+        """The spans of one trace (hex trace id), a message per exported batch."""
+        return f"{self.namespace}.traces.spans.{subject_token(trace_id)}"
+
+    def trace_index(self, release_id: str) -> str:
+        """One message per (revision, trace) of a release: how `mesh trace RELEASE` finds its traces."""
+        return f"{self.namespace}.traces.release.{subject_token(release_id)}"
+
+    @property
+    def traces_stream(self) -> str:
+        return self.stream("traces")
+
     # streams and buckets
     def stream_for(self, subject: str) -> str:
         """The stream that stores `subject` (`mesh.reviews.release.x` -> `MESH_REVIEWS`)."""
@@ -181,6 +199,19 @@ class Subjects:
 
 
 _STREAM_KINDS = ("events", "reviews", "outcomes", "deadlines", "deadletter")
+# How many leading tokens of each kind of subject name a kind of message, not one release or agent.
+_FIXED_TOKENS = {"reviews": 3, "outcomes": 3, "deadlines": 3, "deadletter": 2, "admin": 2}
+
+
+def subject_template(subject: str) -> str:
+    """`subject` with its per-release and per-agent tokens as `*`: a name for a kind of message
+    (`mesh.outcomes.release.rel-42.3812…` -> `mesh.outcomes.release.*.*`), for span names and
+    metric labels, which must not grow with every release."""
+    tokens = subject.split(".")
+    fixed = _FIXED_TOKENS.get(tokens[1]) if len(tokens) > 1 else None
+    if fixed is None or len(tokens) <= fixed:
+        return subject
+    return ".".join([*tokens[:fixed], *("*" * (len(tokens) - fixed))])
 
 
 def _stream_safe(name: str) -> str:

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 from bus.directory import AgentDirectory
 from bus.errors import InvalidMessage
 from bus.runtime import Agent, Delivery
+from bus.telemetry import Telemetry
 from contracts.cards import AgentSkill
 from contracts.deadlines import RoundDeadline, rfc3339_ceil
 from contracts.envelope import utc_now
@@ -51,7 +52,9 @@ class Coordinator:
 
     async def connect(self) -> None:
         nc = self.agent.broker.connection
-        self.store = RoundStore(await nc.jetstream().key_value(self.subjects.rounds_bucket))
+        self.store = RoundStore(
+            await nc.jetstream().key_value(self.subjects.rounds_bucket), telemetry=self.agent.telemetry
+        )
         if self.settings.reviewer_discovery:
             self.directory = await AgentDirectory.watch(nc, self.settings)
 
@@ -117,6 +120,8 @@ class Coordinator:
             likely_new=True,  # skips a read; a create that finds the round reads it then
         )
         round_ = opened.round
+        if opened.changed and round_.opened_at == now:  # this very write opened it
+            self.agent.metrics.round_opened()
         delivery.log.info(
             round_.note or "duplicate proposal ignored",
             state=round_.state,
@@ -174,8 +179,22 @@ class Coordinator:
             tick.release_id, tick.content_digest, self._deciding(delivery, lambda r: r.expire(now=self.clock()))
         )
         round_ = expired.round
+        decision = round_.decision if expired.changed else None
+        missing = decision.missing if decision else []
+        fallbacks = [f"{name}={fallback}" for name, fallback in decision.fallbacks_applied.items()] if decision else []
+        # The fired message keeps the schedule's headers (its traceparent): this span sits in the
+        # trace of the round that scheduled it, under that `send …deadlines.schedule.*.*`.
+        delivery.telemetry.event(
+            "mesh.deadline.fired",
+            {
+                "mesh.deadline.decided": expired.changed,
+                "mesh.round.state": round_.state.value,
+                "mesh.missing": missing,
+                "mesh.fallbacks_applied": fallbacks,
+            },
+        )
         if expired.changed:
-            delivery.log.info("deadline passed", missing=round_.decision.missing if round_.decision else [])
+            delivery.log.info("deadline passed", missing=missing)
         await self._ensure_outcome(round_, delivery, decided_now=expired.decided)
         return expired
 
@@ -195,6 +214,8 @@ class Coordinator:
         return apply
 
     async def _ensure_outcome(self, round_: Round, delivery: Delivery, *, decided_now: bool) -> None:
+        if decided_now:  # counted once per round, by the message whose write decided it
+            self.agent.metrics.round_decided(round_.outcome)
         if round_.state == RoundState.DECIDED and not round_.outcome_published:
             await self._publish_outcome_once(round_, delivery, decided_now=decided_now)
 
@@ -252,6 +273,8 @@ class Coordinator:
         )
 
     async def _publish_outcome(self, outcome: RoundDecided, delivery: Delivery) -> None:
+        if trace_id := delivery.trace_id:  # the trace of the message whose handling decided the round
+            outcome = outcome.model_copy(update={"trace_id": trace_id})
         ack = await delivery.publish(
             outcome,
             self.subjects.round_decided(outcome.release_id, outcome.content_digest),
@@ -289,12 +312,15 @@ SKILL = AgentSkill(
 )
 
 
-def build_coordinator(settings: CoordinatorSettings, *, clock: Callable[[], datetime] = utc_now) -> Agent:
+def build_coordinator(
+    settings: CoordinatorSettings, *, clock: Callable[[], datetime] = utc_now, telemetry: Telemetry | None = None
+) -> Agent:
     agent = Agent(
         "coordinator",
         settings=settings,
         description="Gathers the reviews of each proposed release into exactly one outcome.",
         skills=[SKILL],
+        telemetry=telemetry,  # None: as the OTEL_* variables say
     )
     coordinator = Coordinator(settings=settings, agent=agent, clock=clock)
     s = settings.subjects

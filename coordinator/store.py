@@ -12,6 +12,9 @@ The store remembers its own last write of recent rounds (value and revision), so
 change of a round it just wrote skips the read: the write is still a compare-and-set on that
 revision, and if anyone else wrote since, it fails and the round is re-read. A transition
 that finds nothing to do is only believed on a freshly read round.
+
+With tracing on, each `mutate` is a `kv.update <bucket>` span under the message's span, with
+how many compare-and-set attempts it took (`mesh.kv.attempts`) and what it did.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import NamedTuple
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from bus.telemetry import Telemetry
 from contracts.subjects import subject_token
 from coordinator.rounds import Round, RoundState, new_round
 
@@ -55,8 +59,10 @@ class RoundConflict(RuntimeError):
 
 
 class RoundStore:
-    def __init__(self, kv: KeyValue, *, remember: int = _REMEMBERED) -> None:
+    def __init__(self, kv: KeyValue, *, remember: int = _REMEMBERED, telemetry: Telemetry | None = None) -> None:
         self._kv = kv
+        self._telemetry = telemetry or Telemetry()
+        self._span = f"kv.update {getattr(kv, '_name', 'rounds')}"  # nats-py keeps the bucket's name there
         self._written: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # key -> (value, revision)
         self._remember = remember
         self._turns: dict[str, asyncio.Lock] = {}  # per round, only while someone changes it
@@ -79,8 +85,9 @@ class RoundStore:
         turn = self._turns.setdefault(key, asyncio.Lock())
         self._waiting[key] += 1
         try:
-            async with turn:
-                return await self._mutate(key, release_id, digest, transition, likely_new)
+            with self._telemetry.span(self._span):
+                async with turn:
+                    return await self._mutate(key, release_id, digest, transition, likely_new)
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:
@@ -89,7 +96,7 @@ class RoundStore:
     async def _mutate(
         self, key: str, release_id: str, digest: str, transition: Transition, likely_new: bool
     ) -> Mutation:
-        for _ in range(_MAX_ATTEMPTS):
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
             remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
             if remembered is not None:
                 round_, revision = Round.model_validate_json(remembered[0]), remembered[1]
@@ -103,7 +110,7 @@ class RoundStore:
             if not transition(round_):
                 if remembered is not None:
                     continue  # "nothing to do" may be stale: ask the bucket
-                return Mutation(round_, changed=False, decided=False)
+                return self._did(Mutation(round_, changed=False, decided=False), key, attempt, revision)
             data = round_.model_dump_json().encode()
             if len(data) > COMPACT_FROM_BYTES and round_.compact():
                 data = round_.model_dump_json().encode()
@@ -118,8 +125,24 @@ class RoundStore:
                 self._written[key] = (data, revision)
                 if len(self._written) > self._remember:
                     self._written.popitem(last=False)
-            return Mutation(round_, changed=True, decided=not was_decided and round_.state == RoundState.DECIDED)
+            decided = not was_decided and round_.state == RoundState.DECIDED
+            return self._did(Mutation(round_, changed=True, decided=decided), key, attempt, revision)
+        self._telemetry.annotate({"mesh.kv.attempts": _MAX_ATTEMPTS})
         raise RoundConflict(f"round {release_id!r} changed {_MAX_ATTEMPTS} times while we tried to update it")
+
+    def _did(self, mutation: Mutation, key: str, attempts: int, revision: int | None) -> Mutation:
+        if self._telemetry.traces:  # no attributes built for the no-op
+            self._telemetry.annotate(
+                {
+                    "mesh.kv.key": key,
+                    "mesh.kv.attempts": attempts,
+                    "mesh.kv.revision": revision or 0,
+                    "mesh.kv.changed": mutation.changed,
+                    "mesh.round.state": mutation.round.state.value,
+                    "mesh.round.decided": mutation.decided,
+                }
+            )
+        return mutation
 
     async def _load(self, key: str) -> tuple[Round | None, int | None]:
         try:

@@ -137,6 +137,11 @@ def http_app(agent: Agent) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok", "service": agent.name}
 
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, content_type = await agent.metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     @api.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         status, body = await agent.readiness()

@@ -8,7 +8,9 @@ A replay re-publishes the original payload and headers to the original subject u
 message id, `replay:<dead-letter stream>:<seq>` (`contracts.ids`), so replaying the same record
 twice within the stream's duplicate window stores it once; the message says where it came from
 (`Mesh-Replay-Of`, `Mesh-Original-Msg-Id`), and if it dies again its new record carries those
-headers too.
+headers too. It keeps the original's trace: its `traceparent` is the original's, or, with
+tracing on in the replaying process, that of a `send` span under a `mesh dlq replay` span that
+continues the original's trace.
 
 A record whose payload was too large to wrap points at the whole payload in the dead-letter
 payloads object store (`payload_object`); replay fetches it from there and checks its SHA-256.
@@ -30,6 +32,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectDeletedErro
 
 from bus.errors import MeshError
 from bus.ops.settings import MeshSettings
+from bus.telemetry import Telemetry
 from contracts.deadletters import DeadLetter
 from contracts.ids import replay_msg_id
 
@@ -120,7 +123,9 @@ def replay_headers(stored: StoredDeadLetter, settings: MeshSettings) -> dict[str
     return headers
 
 
-async def replay(js: JetStreamContext, settings: MeshSettings, seq: int) -> tuple[StoredDeadLetter, PubAck]:
+async def replay(
+    js: JetStreamContext, settings: MeshSettings, seq: int, *, telemetry: Telemetry | None = None
+) -> tuple[StoredDeadLetter, PubAck]:
     """Re-publish record `seq`'s original message; `ack.duplicate` means it was replayed already."""
     stored = await get_dead_letter(js, settings, seq)
     record = stored.record
@@ -130,7 +135,12 @@ async def replay(js: JetStreamContext, settings: MeshSettings, seq: int) -> tupl
             "written); nothing to replay"
         )
     data = await original_payload(js, settings, stored)
-    ack = await js.publish(record.subject, data, headers=replay_headers(stored, settings))
+    telemetry = telemetry or Telemetry()
+    with (
+        telemetry.span("mesh dlq replay", {"mesh.dead_letter.seq": seq}, parent=record.headers),
+        telemetry.publishing("mesh-cli", record.subject, replay_headers(stored, settings)) as headers,
+    ):
+        ack = await js.publish(record.subject, data, headers=headers)
     return stored, ack
 
 

@@ -3,7 +3,9 @@ Jaeger or collector runs (`mesh up`'s local trace store, and the tests).
 
 It takes `POST /v1/traces` as protobuf (the exporters' default) or JSON and hands each export to
 a callback as OTLP JSON — the shape Jaeger's query API v3 returns, with trace and span ids in
-hex — so one renderer serves spans from here and from Jaeger (`mesh trace`).
+hex — so one renderer serves spans from here and from Jaeger (`mesh trace`). With `raw=True`
+the callback gets the decoded `ExportTraceServiceRequest` instead: converting to JSON costs far
+more than anything else here, and a store that keeps protobuf need not pay it per span.
 """
 
 from __future__ import annotations
@@ -60,11 +62,27 @@ def parse_export(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     return request
 
 
-class OtlpReceiver:
-    """`with OtlpReceiver(on_export) as receiver:` then point exporters at `receiver.endpoint`."""
+class ExportRefused(Exception):
+    """Raised by `on_export` to turn an export away for now (its store is full or not ready):
+    the exporter is answered 503 and sends it again later."""
 
-    def __init__(self, on_export: Callable[[dict[str, Any]], None], *, host: str = "127.0.0.1", port: int = 0) -> None:
+
+class OtlpReceiver:
+    """`with OtlpReceiver(on_export) as receiver:` then point exporters at `receiver.endpoint`.
+
+    `on_export` runs on the request's thread and should return quickly; it may raise
+    `ExportRefused`."""
+
+    def __init__(
+        self,
+        on_export: Callable[[Any], None],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        raw: bool = False,
+    ) -> None:
         self.on_export = on_export
+        self.raw = raw
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -94,7 +112,7 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_POST(self) -> None:
                 if self.path.rstrip("/") != "/v1/traces":
                     self._answer(404, b"only /v1/traces is served here")
                     return
@@ -107,12 +125,21 @@ class OtlpReceiver:
                 except Exception:  # noqa: BLE001 - any undecodable body is the sender's error
                     self._answer(400, b"not an OTLP trace export")
                     return
-                receiver.on_export(otlp_json(request))
+                try:
+                    receiver.on_export(request if receiver.raw else otlp_json(request))
+                except ExportRefused as exc:
+                    # 503 is retryable: the exporter sends the batch again after a backoff
+                    self._answer(503, str(exc).encode(), retry_after=1)
+                    return
                 self._answer(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
-            def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            def _answer(
+                self, status: int, body: bytes, content_type: str = "text/plain", retry_after: int | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if retry_after is not None:
+                    self.send_header("Retry-After", str(retry_after))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

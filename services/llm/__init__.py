@@ -7,6 +7,8 @@
     structured.py  answers as a forced tool call, validated, with one repair attempt
     chain.py       an agent's ordered fallback chain (ending in `offline`) and the walk along it
     pricing.py     price table → cost per call
+    spans.py       how a call shows in a trace: a GenAI `chat {model}` span, retries as events
+    metrics.py     how a request shows in /metrics: counted by a fixed few statuses (bus/metrics.py)
     budget.py      a per-round budget, and the meter of one chain step
     settings.py    LLMSettings: the key, the model and every `MESH_LLM_*` setting
     config.py      checks of those settings, and each agent's chain

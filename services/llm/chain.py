@@ -4,6 +4,9 @@ A chain is model ids ending in `offline` (the rules, which need no network and n
 `claude-sonnet-4-6,claude-haiku-4-5,offline`. Each model step either answers, or records why
 the chain moved on (`failed`, `skipped`, or `escalated` when the answer was not sure enough);
 the caller applies `offline` when no model answered.
+
+In a trace the walk is one `llm.chain` span around the steps' `chat {model}` spans, with a
+`fallback` event for each step that gave no accepted answer: which model, why, who is next.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
 
 from contracts.reviews import AttemptStatus, ModelAttempt
 from services.llm.budget import Meter
@@ -20,6 +26,7 @@ from services.llm.setting_text import compact_entries, json_setting
 
 T = TypeVar("T")
 OFFLINE = "offline"
+_tracer = trace.get_tracer(__name__)
 
 
 def parse_chain(value: str | list[str], *, field_name: str = "MESH_LLM_CHAIN") -> list[str]:
@@ -84,19 +91,57 @@ def _record(model: str, status: AttemptStatus, reason: str, meter: Meter, second
     )
 
 
+def _fell_back(span: Span, attempt: ModelAttempt, next_model: str, error: str | None = None) -> None:
+    """The `fallback` event of a step that gave no accepted answer."""
+    if not span.is_recording():
+        return
+    attributes: dict[str, Any] = {
+        "mesh.llm.model": attempt.model,
+        "mesh.llm.status": attempt.status.value,
+        "mesh.llm.reason": attempt.reason,
+        "mesh.llm.next_model": next_model,
+    }
+    if error:
+        attributes["error.type"] = error
+    span.add_event("fallback", attributes)
+
+
 async def run_chain(
     steps: list[Step[T]],
     ask: Callable[[str, Meter], Awaitable[T]],
     *,
     clock: Callable[[], float] = time.monotonic,
+    agent: str | None = None,
+    tracer: Tracer | None = None,
 ) -> ChainResult[T]:
     """Ask each step's model in order until one answers and its judge accepts the answer.
 
     An escalated answer is kept: if every stronger model then fails, it is the answer after all.
+    The walk is one `llm.chain` span (from `tracer`), `agent` its `mesh.agent`.
     """
+    chain = [*(step.model for step in steps), OFFLINE]
+    attributes: dict[str, Any] = {"mesh.llm.chain": chain, **({"mesh.agent": agent} if agent else {})}
+    with (tracer or _tracer).start_as_current_span("llm.chain", attributes=attributes) as span:
+        result = await _walk(steps, ask, clock, span)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "mesh.llm.answered_by": result.model or OFFLINE,
+                    "mesh.llm.requests": sum(attempt.requests for attempt in result.attempts),
+                    "mesh.llm.cost_usd": sum(attempt.cost_usd for attempt in result.attempts),
+                }
+            )
+        return result
+
+
+async def _walk(
+    steps: list[Step[T]], ask: Callable[[str, Meter], Awaitable[T]], clock: Callable[[], float], span: Span
+) -> ChainResult[T]:
     result: ChainResult[T] = ChainResult()
     kept: tuple[int, T, str] | None = None  # (attempt index, answer, model) of an escalated answer
-    for step in steps:
+    for index, step in enumerate(steps):
+        # after the last step: an escalated answer kept from earlier, else the rules
+        next_model = steps[index + 1].model if index + 1 < len(steps) else (kept[2] if kept else OFFLINE)
         meter, started = Meter(), clock()
         try:
             answer = await ask(step.model, meter)
@@ -104,10 +149,13 @@ async def run_chain(
             skipped = isinstance(exc, CallSkipped) and meter.requests == 0
             status = AttemptStatus.SKIPPED if skipped else AttemptStatus.FAILED
             result.attempts.append(_record(step.model, status, exc.reason, meter, clock() - started))
+            _fell_back(span, result.attempts[-1], next_model, type(exc).__name__)
             continue
         escalate = step.judge(answer) if step.judge else None
         if escalate:
             result.attempts.append(_record(step.model, AttemptStatus.ESCALATED, escalate, meter, clock() - started))
+            if index + 1 < len(steps):  # escalated at the last step, the answer stands: no fallback
+                _fell_back(span, result.attempts[-1], next_model)
             kept = (len(result.attempts) - 1, answer, step.model)
             continue
         result.attempts.append(_record(step.model, AttemptStatus.ANSWERED, "", meter, clock() - started))

@@ -9,6 +9,8 @@ One `messages.create` on `anthropic.AsyncAnthropic`, wrapped in what production 
                   └─ one request          timeout = min(MESH_LLM_TIMEOUT_SECONDS, time left to deadline)
     cost = price table × usage            charged to the round's budget and the step's meter
 
+All of it is one `chat {model}` span in the trace (spans.py), retries as its events.
+
 `deadline` is on the `clock` (monotonic) and is when the model's answer must be in: no request
 is started with less than `MIN_CALL_SECONDS` to go, and none runs past it.
 """
@@ -24,17 +26,21 @@ from typing import Any
 
 import anthropic
 from anthropic.types import Message
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
+from bus.metrics import metrics
 from contracts.reviews import TokenUsage
 from services.llm.breaker import CircuitBreaker
 from services.llm.budget import Meter, RoundBudget
 from services.llm.errors import CallSkipped, DeadlineReached, ModelError, NoTimeLeft
 from services.llm.gate import Gates, Limits, limits_resolver, parse_limits
+from services.llm.metrics import counted_request
 from services.llm.pricing import PriceTable, price_table
 from services.llm.retry import RetryPolicy, retry_after
 from services.llm.settings import LLMSettings
+from services.llm.spans import PROVIDER, ModelCall, model_call, server_attributes, without_sdk_spans
 
-PROVIDER = "anthropic"
 MIN_CALL_SECONDS = 1.0  # a model call with less time than this left is not worth starting
 _CHARS_PER_TOKEN = 4  # a rough estimate; the real count settles the gate and the bill
 _WORST_OUTPUT_TOKENS = 1024  # for the budget: a review is a few hundred tokens, assume more
@@ -111,8 +117,12 @@ class LLMClient:
         breaker_reset_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
-        self.api = api
+        # Our `chat {model}` span is the one GenAI span of a call (services/llm/spans.py).
+        self.api = without_sdk_spans(api)
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._server = server_attributes(self.api)
         self.prices = prices
         self.gates = gates
         self.retry = retry
@@ -131,7 +141,11 @@ class LLMClient:
         options: dict[str, Any] = {
             # Our retry policy replaces the SDK's, so that every retry passes the gate again.
             "api": anthropic.AsyncAnthropic(
-                api_key=key, base_url=settings.anthropic_base_url, max_retries=0, timeout=settings.llm_timeout_seconds
+                api_key=key,
+                base_url=settings.anthropic_base_url,
+                max_retries=0,
+                timeout=settings.llm_timeout_seconds,
+                open_telemetry=False,  # our span is the call's GenAI span: no duplicate (spans.py)
             ),
             "prices": price_table(settings.llm_prices),
             "gates": Gates(limits_resolver(defaults, parse_limits(settings.llm_limits))),
@@ -154,44 +168,59 @@ class LLMClient:
         return self._breakers[model]
 
     async def create(
-        self, *, model: str, request: dict[str, Any], deadline: float, budget: RoundBudget, meter: Meter
+        self,
+        *,
+        model: str,
+        request: dict[str, Any],
+        deadline: float,
+        budget: RoundBudget,
+        meter: Meter,
+        agent: str | None = None,
     ) -> Message:
         """One answer from `model` for `request` (Messages API arguments without `model`).
 
         Raises CircuitOpen, BudgetExhausted or NoTimeLeft when no request could be sent, and
-        ModelError when the API kept failing.
+        ModelError when the API kept failing. The call is one `chat {model}` span (spans.py),
+        `agent` its `mesh.agent`.
         """
-        breaker = self.breaker(model)
-        breaker.check()
+        with model_call(self.tracer, model=model, request=request, agent=agent, server=self._server) as call:
+            breaker = self.breaker(model)
+            breaker.check()
+            call.breaker(breaker)
+            metrics().llm_breaker(model, breaker.state)
 
-        async def send() -> Message:
-            return await self._send(model, request, deadline, budget, meter)
+            async def send() -> Message:
+                return await self._send(model, request, deadline, budget, meter, call)
 
-        try:
-            response = await self.retry.run(
-                send,
-                deadline=deadline,
-                reserve=MIN_CALL_SECONDS,
-                clock=self.clock,
-                sleep=self.sleep,
-            )
-        except CallSkipped:
-            breaker.abandoned()
-            raise
-        except (anthropic.APIError, TimeoutError) as exc:
-            if _is_model_trouble(exc):
-                breaker.failed()
-            else:
+            try:
+                response = await self.retry.run(
+                    send,
+                    deadline=deadline,
+                    reserve=MIN_CALL_SECONDS,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                    on_retry=call.retrying,
+                )
+            except CallSkipped:
                 breaker.abandoned()
-            raise ModelError(describe(exc)) from exc
-        except BaseException:
-            breaker.abandoned()
-            raise
-        breaker.succeeded()
-        return response
+                raise
+            except (anthropic.APIError, TimeoutError) as exc:
+                if _is_model_trouble(exc):
+                    breaker.failed()
+                    call.breaker(breaker)
+                    metrics().llm_breaker(model, breaker.state)
+                else:
+                    breaker.abandoned()
+                raise ModelError(describe(exc)) from exc
+            except BaseException:
+                breaker.abandoned()
+                raise
+            breaker.succeeded()
+            metrics().llm_breaker(model, breaker.state)
+            return response
 
     async def _send(
-        self, model: str, request: dict[str, Any], deadline: float, budget: RoundBudget, meter: Meter
+        self, model: str, request: dict[str, Any], deadline: float, budget: RoundBudget, meter: Meter, call: ModelCall
     ) -> Message:
         if deadline - self.clock() < MIN_CALL_SECONDS:
             raise NoTimeLeft("too little time was left before the round's deadline to call the model")
@@ -199,13 +228,16 @@ class LLMClient:
         guess = estimate(request)
         budget.ensure(usd=price.cost(guess), tokens=guess.total)
         gate = self.gates.gate(PROVIDER, model)
+        queued = self.clock()
         async with gate.slot(tokens=gate_tokens(request), deadline=deadline - MIN_CALL_SECONDS) as permit:
             left = deadline - self.clock()
             timeout = min(self.request_timeout, left)
             meter.requests += 1
+            call.sending(gate_wait=self.clock() - queued)
+            metrics().llm_gate_waited(model, self.clock() - queued)
             try:
                 # The SDK's timeout covers each network phase; asyncio's caps the whole call.
-                async with asyncio.timeout(timeout):
+                async with counted_request(model), asyncio.timeout(timeout):
                     response = await self.api.messages.create(model=model, **request, timeout=timeout)
             except (TimeoutError, anthropic.APITimeoutError) as exc:
                 permit.settle(0)
@@ -227,6 +259,8 @@ class LLMClient:
         cost = price.cost(spent)
         budget.charge(spent, cost)
         meter.add(spent, cost)
+        call.answered(response, spent, cost)
+        metrics().llm_spent(model, spent, cost)
         return response
 
     async def close(self) -> None:

@@ -89,16 +89,25 @@ class RetryPolicy:
         reserve: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
     ) -> T:
-        """`call()` with retries; no retry starts unless `reserve` seconds remain before `deadline` after its wait."""
+        """`call()` with retries; no retry starts unless `reserve` seconds remain before `deadline` after its wait.
+
+        `on_retry(attempt, error, wait)` hears of each retry before its wait (for the call's span).
+        """
 
         def past_deadline(state: RetryCallState) -> bool:
             return clock() + (state.upcoming_sleep or 0.0) + reserve > deadline
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None and (error := state.outcome.exception()):
+                on_retry(state.attempt_number, error, state.upcoming_sleep or 0.0)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts) | past_deadline,
             wait=_HonourRetryAfter(wait_random_exponential(multiplier=self.initial_seconds, max=self.max_seconds)),
             retry=retry_if_exception(is_retryable),
+            before_sleep=before_sleep,
             sleep=sleep,
             reraise=True,
         )

@@ -68,15 +68,22 @@ async def ask_for_tool(
     deadline: float,
     budget: RoundBudget,
     meter: Meter,
+    agent: str | None = None,
 ) -> tuple[M, Message]:
     """Ask `model` to answer `prompt` by calling the tool forced in `request["tool_choice"]`.
 
     Returns the validated tool input and the response it came from; raises ModelUnavailable.
+    `agent` names the asker on the calls' spans.
     """
     tool = request["tool_choice"]["name"]
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     response = await llm.create(
-        model=model, request={**request, "messages": messages}, deadline=deadline, budget=budget, meter=meter
+        model=model,
+        request={**request, "messages": messages},
+        deadline=deadline,
+        budget=budget,
+        meter=meter,
+        agent=agent,
     )
     answer, problem, follow_up = read_tool_call(response, tool, schema)
     if answer is not None:
@@ -88,7 +95,12 @@ async def ask_for_tool(
         messages = [{"role": "user", "content": f"{prompt}\n\n{follow_up['content']}"}]
     try:
         response = await llm.create(
-            model=model, request={**request, "messages": messages}, deadline=deadline, budget=budget, meter=meter
+            model=model,
+            request={**request, "messages": messages},
+            deadline=deadline,
+            budget=budget,
+            meter=meter,
+            agent=agent,
         )
     except ModelUnavailable as exc:
         raise BadAnswer(f"{problem}; the repair attempt was not answered: {exc.reason}") from exc

@@ -13,6 +13,9 @@
    wins, and a critical rule finding stands whatever the model said (`guard.uphold_critical`);
 4. falls back to the rules when no model answered, and records every step in `attempts`.
 
+In a trace: the rules' `review.rules` span, then the chain's `llm.chain` with a `chat {model}`
+span per call and a `fallback` event per step that gave no accepted answer (services/llm/spans.py).
+
 The deadline: the round closes `MESH_DEADLINE_SECONDS` after the proposal's `occurred_at`
 (the coordinator counts from when it opened the round, which is no earlier), so model calls must
 end `MESH_LLM_DEADLINE_MARGIN_SECONDS` before that. A proposal without `occurred_at` gets the
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
 from contracts.redaction import redact
 from contracts.releases import ReleaseProposed
@@ -79,6 +84,7 @@ class ChainBrain:
         margin_seconds: float = 2.0,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.reviewer = reviewer
         self.offline = offline
@@ -90,6 +96,7 @@ class ChainBrain:
         self.margin_seconds = margin_seconds
         self.wall_clock = wall_clock
         self.clock = clock
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
 
     def deadline_for(self, proposal: ReleaseProposed) -> float:
         """When model calls must be done, on `clock`: the round's deadline less the margin."""
@@ -113,6 +120,7 @@ class ChainBrain:
         budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
         if len(prompt) > self.reviewer.max_prompt_chars:
             reason = f"the proposal is over {self.reviewer.max_prompt_chars} characters"
+            trace.get_current_span().add_event("llm.skipped", {"mesh.llm.reason": reason})
             result = ChainResult(
                 attempts=[ModelAttempt(model=s.model, status=AttemptStatus.SKIPPED, reason=reason) for s in steps]
             )
@@ -122,7 +130,7 @@ class ChainBrain:
             async def ask(model, meter):
                 return await self.reviewer.ask(model, prompt, deadline=deadline, budget=budget, meter=meter)
 
-            result = await run_chain(steps, ask, clock=self.clock)
+            result = await run_chain(steps, ask, clock=self.clock, agent=self.reviewer.focus, tracer=self.tracer)
         if result.answer is None:
             why = " ".join(f"Model {a.model} {a.status.value}: {a.reason}." for a in result.attempts)
             log.warning("review.offline_fallback", focus=self.offline.name, release_id=proposal.release_id, why=why)
@@ -155,14 +163,23 @@ def hold_incomplete(model: Assessment, rules: Assessment) -> Assessment:
     )
 
 
-def make_brain(focus: str, *, settings: ReviewerSettings, llm: LLMClient | None = None) -> Brain:
+def make_brain(
+    focus: str,
+    *,
+    settings: ReviewerSettings,
+    llm: LLMClient | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Brain:
     """The brain of the `focus` reviewer (`security` or `compliance`), from `settings`.
 
     With an API key it asks the models of the agent's chain through `llm` — by default the
     process's one shared client — and falls back to the rules; without one it is the rules.
+    Its spans go to `tracer_provider` (by default the process's).
     """
     rules = load_rules(focus)
-    offline = OfflineReviewer(rules, name=focus, budget_seconds=settings.review_budget_seconds)
+    offline = OfflineReviewer(
+        rules, name=focus, budget_seconds=settings.review_budget_seconds, tracer_provider=tracer_provider
+    )
     chain = settings.chain_for(focus)
     if not settings.anthropic_api_key or chain == [OFFLINE]:
         return offline
@@ -193,4 +210,5 @@ def make_brain(focus: str, *, settings: ReviewerSettings, llm: LLMClient | None 
         budget_tokens=settings.llm_round_budget_tokens,
         deadline_seconds=settings.deadline_seconds,
         margin_seconds=settings.llm_deadline_margin_seconds,
+        tracer_provider=tracer_provider,
     )

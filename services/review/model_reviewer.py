@@ -52,6 +52,7 @@ class ModelReviewer:
             deadline=deadline,
             budget=budget,
             meter=meter,
+            agent=self.focus,
         )
         return Assessment(
             verdict=review.verdict,

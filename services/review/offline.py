@@ -8,16 +8,24 @@ A review has a time budget (`MESH_REVIEW_BUDGET_SECONDS`) and runs in a worker t
 line, however long or crafted, can stall the event loop (health, heartbeats, in-progress
 acks) or run for ever. A review that runs out of time answers `needs_human` with an
 `INCOMPLETE` finding saying so, keeping whatever it found before; it never approves.
+
+Each review is one `review.rules` span: how many rules were checked over how many files, the
+findings by severity, the verdict, and whether the time budget ran out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
 from contracts.releases import Change, ReleaseProposed
 from contracts.reviews import Finding, Severity, TokenUsage, Verdict
@@ -159,6 +167,19 @@ def _rationale(name: str, verdict: Verdict, hits: list[Hit], files: int, rules: 
     return f"{lead}: {len(hits)} finding(s) ({tally}): {cited}{more}."
 
 
+def _span_attributes(rules: RuleSet, proposal: ReleaseProposed, hits: list[Hit], verdict: Verdict) -> dict[str, Any]:
+    """What the `review.rules` span says; one attribute per severity keeps it low in cardinality."""
+    counts = Counter(hit.finding.severity for hit in hits)
+    return {
+        "mesh.rules.checked": len(rules.rules) + len(rules.requirements),
+        "mesh.rules.files": len(proposal.changes),
+        "mesh.rules.findings": len(hits),
+        **{f"mesh.rules.findings.{severity.value}": counts[severity] for severity in Severity},
+        "mesh.rules.budget_exhausted": any(hit.finding.rule == INCOMPLETE for hit in hits),
+        "mesh.review.verdict": verdict.value,
+    }
+
+
 def _confidence(verdict: Verdict, hits: list[Hit]) -> float:
     if verdict is Verdict.REJECT:
         worst = max((hit.finding.severity for hit in hits if hit.effect is Verdict.REJECT), key=SEVERITY_RANK.get)
@@ -184,12 +205,14 @@ class OfflineReviewer:
         name: str,
         budget_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.rules = rules
         self.name = name
         self.budget_seconds = budget_seconds
         self.clock = clock
         self.incomplete = incomplete_check(name, budget_seconds)
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
 
     async def assess(self, proposal: ReleaseProposed) -> Assessment:
         """Review `proposal` with the rules (no I/O, so it never fails on the network).
@@ -203,13 +226,29 @@ class OfflineReviewer:
         """
         if self.rules.proven and sum(len(change.diff) for change in proposal.changes) <= _INLINE_CHARS:
             return self.review(proposal)
-        return await asyncio.get_running_loop().run_in_executor(_RULES_THREAD, self.review, proposal)
+        # Run in this task's context, so the thread's span is a child of the handler's.
+        context, queued_at = contextvars.copy_context(), self.clock()
+        return await asyncio.get_running_loop().run_in_executor(
+            _RULES_THREAD, context.run, self.review, proposal, queued_at
+        )
 
-    def review(self, proposal: ReleaseProposed) -> Assessment:
-        """The synchronous form of `assess`: pure when there is no budget."""
-        deadline = Deadline.after(self.budget_seconds, clock=self.clock)
-        hits = scan(proposal, self.rules, deadline=deadline, incomplete=self.incomplete)
-        verdict = max((hit.effect for hit in hits), key=_VERDICT_RANK.__getitem__, default=Verdict.APPROVE)
+    def review(self, proposal: ReleaseProposed, queued_at: float | None = None) -> Assessment:
+        """The synchronous form of `assess`: pure when there is no budget.
+
+        `queued_at` (on `clock`): when `assess` handed the release to the rules thread; the span
+        notes the wait for it.
+        """
+        with self.tracer.start_as_current_span("review.rules", attributes={"mesh.agent": self.name}) as span:
+            started = self.clock()
+            deadline = Deadline(None if self.budget_seconds is None else started + self.budget_seconds, self.clock)
+            hits = scan(proposal, self.rules, deadline=deadline, incomplete=self.incomplete)
+            verdict = max((hit.effect for hit in hits), key=_VERDICT_RANK.__getitem__, default=Verdict.APPROVE)
+            if span.is_recording():
+                span.set_attributes(_span_attributes(self.rules, proposal, hits, verdict))
+                if self.budget_seconds is not None:
+                    span.set_attribute("mesh.rules.budget_seconds", self.budget_seconds)
+                if queued_at is not None:
+                    span.set_attribute("mesh.rules.queued_seconds", round(started - queued_at, 6))
         rationale = _rationale(self.name, verdict, hits, len(proposal.changes), self.rules)
         if any(hit.source is self.incomplete for hit in hits):
             rationale = f"The {self.name} rules ran out of time ({INCOMPLETE}), so nothing can be approved. {rationale}"

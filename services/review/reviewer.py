@@ -32,10 +32,11 @@ def build_reviewer(
 
     @agent.consumes(stream=subjects.events_stream, subject=subjects.release_proposed, model=ReleaseProposed)
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
-        review = review_of(proposal, name, await brain.assess(proposal))
+        review = review_of(proposal, name, await brain.assess(proposal), trace_id=delivery.trace_id)
         # One review per (revision, reviewer): a redelivered proposal republishes the same id.
         msg_id = review_msg_id(review)
         await delivery.publish(review, subjects.review_submitted(name), msg_id=msg_id)
+        agent.metrics.reviewed(name, review.verdict.value)
         delivery.log.info(
             "reviewed",
             verdict=review.verdict.value,
@@ -48,8 +49,11 @@ def build_reviewer(
     return agent
 
 
-def review_of(proposal: ReleaseProposed, reviewer: str, assessment: Assessment) -> ReviewSubmitted:
-    """The review `reviewer` publishes about `proposal` (also what `mesh bench`'s floor sends)."""
+def review_of(
+    proposal: ReleaseProposed, reviewer: str, assessment: Assessment, *, trace_id: str | None = None
+) -> ReviewSubmitted:
+    """The review `reviewer` publishes about `proposal` (also what `mesh bench`'s floor sends);
+    `trace_id`: the trace of the flow, when tracing is on."""
     return ReviewSubmitted.answering(
         proposal,
         reviewer=reviewer,
@@ -61,4 +65,5 @@ def review_of(proposal: ReleaseProposed, reviewer: str, assessment: Assessment) 
         tokens=assessment.tokens,
         cost_usd=assessment.cost_usd,
         attempts=assessment.attempts,
+        trace_id=trace_id,
     )

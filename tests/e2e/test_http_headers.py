@@ -41,7 +41,7 @@ def get(url: str, path: str, header_line: bytes) -> int:
 
 @pytest.fixture
 async def edges(settings, launch):
-    """`(url, path)` for every HTTP route of a reviewer (card, schemas, probes) and of the registry."""
+    """`(url, path)` for every HTTP route of a reviewer (card, schemas, probes, metrics) and of the registry."""
     mesh = await asyncio.to_thread(launch, settings, ["registry", "security"])
     registry, security = (next(s.url for s in mesh.services if s.name == n) for n in ("registry", "security"))
     routes = [
@@ -52,6 +52,7 @@ async def edges(settings, launch):
             "/schemas/review.submitted.json",
             "/healthz",
             "/readyz",
+            "/metrics",
         )
     ]
     routes += [
@@ -64,6 +65,7 @@ async def edges(settings, launch):
             "/.well-known/agent-card.json",
             "/healthz",
             "/readyz",
+            "/metrics",
             "/openapi.json",
         )
     ]

@@ -58,6 +58,14 @@ def mesh_bench(
             help="Also run the mesh without authorization (mesh-open), to report what authorization costs.",
         ),
     ] = True,
+    trace_cost: Annotated[
+        bool,
+        typer.Option(
+            "--trace-cost/--no-trace-cost",
+            help="Also run the mesh with tracing on (mesh-traced: spans exported to a trace store, as `mesh up` "
+            "keeps them), to report what tracing costs.",
+        ),
+    ] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write latency CDFs to this PNG file.")] = None,
 ) -> None:
@@ -70,7 +78,10 @@ def mesh_bench(
     p50/p90/p99, CPU seconds and peak RSS per process, and mesh/floor ratios. The mesh runs
     secured (one identity per service, as `mesh up` starts it) and, unless `--no-auth-cost`,
     also on a server without authorization (mesh-open): mesh/mesh-open is what authorization
-    costs. Then grows the coordinator to many open rounds and times a review at each step.
+    costs; and, unless `--no-trace-cost`, with every service exporting its spans to a trace
+    store as `mesh up` keeps them (mesh-traced): mesh-traced/mesh is what tracing costs (the
+    mesh itself runs with tracing off). Then grows the coordinator to many open rounds and
+    times a review at each step.
 
     Without `--concurrency`/`--replicas` it runs the full matrix, C = 1, 16, 128 and R = 1, 2;
     with either one, the other defaults to a single value (C = 16, R = 1).
@@ -88,12 +99,14 @@ def mesh_bench(
         proposals=proposals,
         concurrencies=list(MATRIX_CONCURRENCY) if matrix else list(concurrency or [16]),
         replicas=list(MATRIX_REPLICAS) if matrix else list(replicas or [1]),
-        # mesh and mesh-open apart, so the rotation between repeats lets each go first as often
+        # Each variant beside the mesh it is compared with, so a pair is measured back to back;
+        # the order reverses with every repeat, so each of a pair goes first as often.
         systems=[
             "floor",
-            "mesh",
             *(["floor+kv"] if floor_kv else []),
             *(["mesh-open"] if auth_cost else []),
+            "mesh",
+            *(["mesh-traced"] if trace_cost else []),
         ],
         repeat=repeat,
         warmup=min(warmup, proposals),

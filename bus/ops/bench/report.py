@@ -15,13 +15,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bus.ops.bench.results import MESH, MESH_OPEN, OpenRounds, Row
+from bus.ops.bench.results import MESH, MESH_OPEN, MESH_TRACED, OpenRounds, Row
 
 SERVICES = ("security", "compliance", "coordinator", "nats-server")
+TRACE_STORE = "trace-store"  # mesh-traced's collector (bus/ops/bench/systems.py)
 
 # The targets: mesh throughput >= 0.5x the floor at C=128, p50 <= 2x the floor at
-# C=1, per-review time flat within +-20 % from 10 to 10,000 open rounds.
-THROUGHPUT_TARGET, P50_TARGET, DRIFT_TARGET = 0.5, 2.0, 0.2
+# C=1, per-review time flat within +-20 % from 10 to 10,000 open rounds, tracing costing at
+# most 10 % of the throughput at C=128.
+THROUGHPUT_TARGET, P50_TARGET, DRIFT_TARGET, TRACING_TARGET = 0.5, 2.0, 0.2, 0.9
 
 
 @dataclass
@@ -53,6 +55,16 @@ class BenchReport:
                     found.append(
                         _target(f"p50 <= {P50_TARGET}x {floor} at C=1, R={row.replicas}", value, value <= P50_TARGET)
                     )
+        for row in self.rows:
+            if row.concurrency == 128 and (tracing := row.tracing_cost()):
+                value = tracing["throughput_ratio"]
+                found.append(
+                    _target(
+                        f"{MESH_TRACED} throughput >= {TRACING_TARGET}x {MESH} at C=128, R={row.replicas}",
+                        value,
+                        value >= TRACING_TARGET,
+                    )
+                )
         if self.open_rounds and len(self.open_rounds.checkpoints) > 1:
             last = self.open_rounds.checkpoints[-1].open_rounds
             for figure, what in (
@@ -112,6 +124,8 @@ def print_report(console: Console, report: BenchReport) -> None:
         console.print(_ratios_table(report.rows))
         if any(row.authorization_cost() for row in report.rows):
             console.print(_authorization_table(report.rows))
+        if any(row.tracing_cost() for row in report.rows):
+            console.print(_tracing_table(report.rows))
     if report.open_rounds:
         console.print(_open_rounds_table(report.open_rounds))
     for target in report.targets():
@@ -144,14 +158,16 @@ def _figures_table(rows: list[Row]) -> Table:
 
 
 def _resources_table(rows: list[Row]) -> Table:
+    traced = any(TRACE_STORE in row.usage(name) for row in rows for name in row.runs)
+    processes = (*SERVICES, TRACE_STORE) if traced else SERVICES
     table = Table(
-        "R", "C", "system", *SERVICES, title="CPU seconds while measured, peak RSS, per process (replicas joined by +)"
+        "R", "C", "system", *processes, title="CPU seconds while measured, peak RSS, per process (replicas joined by +)"
     )
     for row in rows:
         for name in row.runs:
             usage = row.usage(name)
             cells = []
-            for service in SERVICES:
+            for service in processes:
                 mine = [v for label, v in usage.items() if label.split("#")[0] == service]
                 cpu = "+".join(f"{c:.2f}" for c, _ in mine)
                 rss = "+".join(f"{r:.0f}" for _, r in mine)
@@ -199,6 +215,35 @@ def _authorization_table(rows: list[Row]) -> Table:
                 str(row.concurrency),
                 *(f"{row.median(name, 'throughput'):.1f}" for name in (MESH, MESH_OPEN)),
                 *(f"{row.median(name, 'p50'):.2f}" for name in (MESH, MESH_OPEN)),
+                f"{ratio:.2f}x ({ratio - 1:+.0%})",
+                f"{cost['p50_delta_ms']:+.2f} ms",
+            )
+    return table
+
+
+def _tracing_table(rows: list[Row]) -> Table:
+    table = Table(
+        "R",
+        "C",
+        f"{MESH} /s",
+        f"{MESH_TRACED} /s",
+        f"{MESH} p50 ms",
+        f"{MESH_TRACED} p50 ms",
+        f"throughput {MESH_TRACED}/{MESH}",
+        f"p50 {MESH_TRACED} - {MESH}",
+        title=f"Tracing cost: {MESH_TRACED} (every service exporting spans to a trace store) against {MESH} "
+        "(tracing off)",
+        caption="medians over repeats; the same secured services, with spans exported over OTLP/HTTP and stored "
+        "in JetStream as `mesh up` does; the store's own CPU is in the trace-store column above",
+    )
+    for row in rows:
+        if cost := row.tracing_cost():
+            ratio = cost["throughput_ratio"]
+            table.add_row(
+                str(row.replicas),
+                str(row.concurrency),
+                *(f"{row.median(name, 'throughput'):.1f}" for name in (MESH, MESH_TRACED)),
+                *(f"{row.median(name, 'p50'):.2f}" for name in (MESH, MESH_TRACED)),
                 f"{ratio:.2f}x ({ratio - 1:+.0%})",
                 f"{cost['p50_delta_ms']:+.2f} ms",
             )
@@ -256,7 +301,13 @@ def write_plot(report: BenchReport, path: Path) -> None:
     extra = 1 if report.open_rounds else 0
     nrows, ncols = max(len(replicas), 1) + extra, max(len(concurrencies), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
-    colours = {"floor": "tab:green", "floor+kv": "tab:olive", MESH: "tab:blue", MESH_OPEN: "tab:cyan"}
+    colours = {
+        "floor": "tab:green",
+        "floor+kv": "tab:olive",
+        MESH: "tab:blue",
+        MESH_OPEN: "tab:cyan",
+        MESH_TRACED: "tab:purple",
+    }
     for row in report.rows:
         ax = axes[replicas.index(row.replicas)][concurrencies.index(row.concurrency)]
         for name, runs in row.runs.items():

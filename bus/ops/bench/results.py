@@ -1,5 +1,5 @@
-"""The figures: per run, per row (medians over repeats), mesh/floor ratios and the cost of
-authorization (mesh against mesh-open).
+"""The figures: per run, per row (medians over repeats), mesh/floor ratios, and what
+authorization (mesh against mesh-open) and tracing (mesh-traced against mesh) cost.
 
 Latencies are kept in milliseconds; throughput is decided proposals per second of wall time
 from the first publish to the last outcome.
@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from bus.ops.bench.resources import ProcessUsage
 
 MESH, MESH_OPEN = "mesh", "mesh-open"  # secured (the default), and on a server without authorization
+MESH_TRACED = "mesh-traced"  # secured, every service exporting spans to a trace store
+MESHES = (MESH, MESH_OPEN, MESH_TRACED)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,13 +94,13 @@ class Row:
         }
 
     def floors(self) -> list[str]:
-        """The systems the mesh is measured against: all but the mesh, secured or open."""
-        return [name for name in self.runs if name not in (MESH, MESH_OPEN)]
+        """The systems the mesh is measured against: all but the mesh, secured, open or traced."""
+        return [name for name in self.runs if name not in MESHES]
 
-    def ratio(self, figure: str, base: str) -> float:
-        """mesh / base for one figure (above 1 is slower for p50, faster for throughput)."""
+    def ratio(self, figure: str, base: str, system: str = MESH) -> float:
+        """system / base for one figure (above 1 is slower for p50, faster for throughput)."""
         below = self.median(base, figure)
-        return self.median(MESH, figure) / below if below else float("nan")
+        return self.median(system, figure) / below if below else float("nan")
 
     def authorization_cost(self) -> dict[str, float] | None:
         """What the server checking identities and permissions costs, from medians over repeats:
@@ -109,6 +111,17 @@ class Row:
         return {
             "throughput_ratio": self.ratio("throughput", MESH_OPEN),
             "p50_delta_ms": self.median(MESH, "p50") - self.median(MESH_OPEN, "p50"),
+        }
+
+    def tracing_cost(self) -> dict[str, float] | None:
+        """What tracing costs, the trace store included, from medians over repeats:
+        mesh-traced/mesh throughput (below 1 is slower) and mesh-traced - mesh p50 in ms (above
+        0 is slower). None unless both ran."""
+        if MESH not in self.runs or MESH_TRACED not in self.runs:
+            return None
+        return {
+            "throughput_ratio": self.ratio("throughput", MESH, system=MESH_TRACED),
+            "p50_delta_ms": self.median(MESH_TRACED, "p50") - self.median(MESH, "p50"),
         }
 
     def to_dict(self) -> dict:
@@ -134,12 +147,14 @@ class Row:
             if MESH in self.runs
         }
         cost = self.authorization_cost()
+        tracing = self.tracing_cost()
         return {
             "concurrency": self.concurrency,
             "replicas": self.replicas,
             "systems": systems,
             "ratios": ratios,
             "authorization_cost": {k: round(v, 3) for k, v in cost.items()} if cost else None,
+            "tracing_cost": {k: round(v, 3) for k, v in tracing.items()} if tracing else None,
         }
 
 

@@ -1,9 +1,10 @@
 """The whole benchmark: every system at every (replicas, concurrency), then the open rounds.
 
-For each replica count the systems (floors, mesh, mesh without authorization) start once,
-each on its own nats-server, and stay up while the concurrencies are measured in turn; within
-a row the systems take turns (the order rotates between repeats), so drift in a noisy machine
-falls on all of them alike.
+For each replica count the systems (floors, mesh, mesh without authorization, mesh with
+tracing) start once, each on its own nats-server, and stay up while the concurrencies are
+measured in turn; within a row the systems take turns, in the planned order and then in
+reverse (A B C, C B A, A B C, ...), so that of any two systems each goes first as often and
+drift in a noisy machine falls on all of them alike.
 Each measurement is preceded by an unmeasured warm-up at the same concurrency.
 """
 
@@ -83,8 +84,7 @@ def _measure_rows(settings: MeshSettings, plan: Plan, replicas: int, home: Path,
         for concurrency in plan.concurrencies:
             row = Row(concurrency, replicas)
             for repeat in range(plan.repeat):
-                order = plan.systems[repeat % len(plan.systems) :] + plan.systems[: repeat % len(plan.systems)]
-                for name in order:
+                for name in turns(plan.systems, repeat):
                     progress.update(task, description=f"R={replicas} C={concurrency} {name}")
                     row.add(
                         _measure(systems[name], plan, concurrency, replicas, on_outcome=lambda: progress.advance(task))
@@ -94,6 +94,13 @@ def _measure_rows(settings: MeshSettings, plan: Plan, replicas: int, home: Path,
         for system in systems.values():
             system.stop()
     return rows
+
+
+def turns(systems: list[str], repeat: int) -> list[str]:
+    """The order the systems are measured in at this repeat: as planned, then reversed, and so
+    on, so that of any two each goes first as often (a rotation would not: with five systems,
+    one of a pair goes first in three repeats of five)."""
+    return list(systems) if repeat % 2 == 0 else systems[::-1]
 
 
 def _measure(system: System, plan: Plan, concurrency: int, replicas: int, *, on_outcome) -> Run:

@@ -5,6 +5,10 @@
                service and a server that checks each publish and subscription against it
     mesh-open  the same mesh on a server without authorization (`start_mesh(secure=False)`),
                so mesh against mesh-open is what authorization costs
+    mesh-traced  the secured mesh with tracing on: every service exports its spans to a trace
+               collector that stores them as `mesh up` does (bus/ops/trace_collector.py, in a
+               process of its own, `trace-store`), so mesh-traced against mesh is what tracing
+               costs, the store included; in the other two tracing is off
     floor      `python -m bus.ops.bench.floor ...` processes, the same count and roles
     floor+kv   the floor with durable rounds (`coordinator --kv`)
 
@@ -23,15 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bus.errors import MeshError
-from bus.ops.embedded import EmbeddedNats
+from bus.ops.embedded import EmbeddedNats, free_port
 from bus.ops.launcher import RunningMesh, provision_mesh, replica_labels, start_mesh
-from bus.ops.processes import child_env, spawn
+from bus.ops.processes import child_env, spawn, stop_all
 from bus.ops.settings import MeshSettings
 
 REVIEWERS = ["security", "compliance"]
 SERVICES = [*REVIEWERS, "coordinator"]
 FLOORS = ("floor", "floor+kv")
-SYSTEMS = (*FLOORS, "mesh", "mesh-open")
+MESHES = ("mesh", "mesh-open", "mesh-traced")
+SYSTEMS = (*FLOORS, *MESHES)
+TRACE_STORE = "trace-store"  # mesh-traced's collector, as a process label
 
 
 def bench_settings(settings: MeshSettings, *, deadline_seconds: float) -> MeshSettings:
@@ -56,24 +62,36 @@ class System:
 
     def stop(self) -> None:
         if self._mesh is not None:
-            self._mesh.stop()
+            stop_all(self._mesh.services)  # first, so a traced mesh's last spans still reach its store
         _stop_children(self._children)
+        if self._mesh is not None:
+            self._mesh.stop()
         self.nats.stop()
         shutil.rmtree(self.home / "nats", ignore_errors=True)  # stores grow; logs stay for reading
 
 
 def start_system(name: str, settings: MeshSettings, *, home: Path, replicas: int) -> System:
     """Start one of SYSTEMS with `replicas` processes per reviewer; wait until ready."""
-    if name in ("mesh", "mesh-open"):
-        return _start_mesh(name, settings, home=home, replicas=replicas, secure=name == "mesh")
+    if name in MESHES:
+        return _start_mesh(
+            name, settings, home=home, replicas=replicas, secure=name != "mesh-open", traced=name == "mesh-traced"
+        )
     if name in FLOORS:
         return _start_floor(name, settings, home=home, replicas=replicas, durable=name == "floor+kv")
     raise MeshError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 
-def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int, secure: bool) -> System:
+def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int, secure: bool, traced: bool) -> System:
     if not secure:  # the driver too connects as nobody, not as the operator of some earlier `mesh up`
         settings = settings.model_copy(update={"nats_credentials": None})
+    # Off means off whatever this shell's OTEL_* say; on means exporting to our collector only.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = (
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{endpoint}/v1/traces"}
+        | {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_EXPORTER": "otlp"}
+        if traced
+        else {"OTEL_SDK_DISABLED": "true"}
+    )
     mesh = start_mesh(
         settings,
         names=SERVICES,
@@ -82,10 +100,34 @@ def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int,
         fresh=True,
         replicas=dict.fromkeys(REVIEWERS, replicas),
         secure=secure,
+        env=env,
     )
     processes = dict(zip(replica_labels([s.name for s in mesh.services]), [s.pid for s in mesh.services], strict=True))
     processes["nats-server"] = mesh.nats.process.pid
-    return System(name, mesh.settings, home, mesh.nats, processes, _mesh=mesh)
+    children = []
+    if traced:
+        try:
+            children.append(_start_trace_store(mesh, endpoint, home / "logs" / f"{TRACE_STORE}.log"))
+        except BaseException:
+            mesh.stop()
+            raise
+        processes[TRACE_STORE] = children[0].pid
+    return System(name, mesh.settings, home, mesh.nats, processes, _mesh=mesh, _children=children)
+
+
+def _start_trace_store(mesh: RunningMesh, endpoint: str, log: Path) -> subprocess.Popen:
+    """The collector `mesh up` runs, as a process of its own (the driver shares no interpreter
+    with it), storing as the operator; the services retry their first exports until it listens."""
+    own = {"MESH_NATS_CREDENTIALS": str(mesh.settings.nats_credentials)} if mesh.settings.nats_credentials else {}
+    env = child_env(**{**mesh.settings.as_env(), "MESH_NATS_URL": mesh.nats_url, **own})
+    port = endpoint.rsplit(":", 1)[1]
+    child = spawn([sys.executable, "-m", "bus.ops.trace_collector", "--port", port], env=env, log_path=log)
+    try:
+        _wait_for_ready([log], [child])
+    except BaseException:
+        _stop_children([child])
+        raise
+    return child
 
 
 def _start_floor(name: str, settings: MeshSettings, *, home: Path, replicas: int, durable: bool) -> System:
@@ -119,7 +161,7 @@ def _wait_for_ready(logs: list[Path], children: list[subprocess.Popen], timeout:
     pending = list(zip(logs, children, strict=True))
     while pending:
         if time.monotonic() > deadline or any(child.poll() is not None for _, child in pending):
-            raise MeshError("floor processes did not start: see " + ", ".join(str(log) for log, _ in pending))
+            raise MeshError("processes did not start: see " + ", ".join(str(log) for log, _ in pending))
         pending = [(log, child) for log, child in pending if not (log.exists() and b"ready" in log.read_bytes())]
         time.sleep(0.05)
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bus.errors import MeshError
 from bus.ops.bench import cli as bench
 from bus.ops.bench import llm_cli as bench_llm
-from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running
+from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running, trace
 from bus.ops.cli import identities as identity_commands
 from bus.ops.settings import MeshSettings
 from contracts.validation import describe_errors
@@ -45,6 +45,7 @@ bench.register(app)
 dlq.register(app)
 chaos.register(app)
 identity_commands.register(app)
+trace.register(app)
 bench_llm.register(bench.bench)  # `mesh bench llm`
 
 

@@ -13,6 +13,8 @@ from rich.table import Table
 from bus.connect import connect
 from bus.ops import dead_letters as dlq
 from bus.ops.settings import MeshSettings
+from bus.telemetry import Telemetry
+from bus.tracing import tracing_from_environment
 
 console = Console()
 dlq_app = typer.Typer(
@@ -116,12 +118,18 @@ def replay(
     The copy gets a new message id (`replay:<stream>:<seq>`: replaying one record twice within
     the duplicate window stores it once) and the headers `Mesh-Replay-Of: <seq>` and
     `Mesh-Original-Msg-Id`. Every consumer of that subject sees it again; the mesh's consumers
-    are idempotent, so those that handled it before change nothing.
+    are idempotent, so those that handled it before change nothing. The copy stays in the
+    original's trace.
 
     Example: `mesh dlq replay 3`
     """
     settings: MeshSettings = ctx.obj
-    stored, ack = asyncio.run(_with_js(settings, lambda js: dlq.replay(js, settings, seq)))
+    telemetry = tracing_from_environment("mesh-cli") or Telemetry()
+    telemetry.start()
+    try:
+        stored, ack = asyncio.run(_with_js(settings, lambda js: dlq.replay(js, settings, seq, telemetry=telemetry)))
+    finally:
+        asyncio.run(telemetry.flush())
     if ack.duplicate:
         console.print(f"dead letter {seq} was replayed already (as {ack.stream} #{ack.seq}); not published again")
     else:

@@ -15,6 +15,8 @@ from rich.console import Console
 from bus.client import MeshClient
 from bus.ops.cli.render import EXIT_CODES, EXIT_INVALID, EXIT_NO_OUTCOME, print_outcome
 from bus.ops.settings import MeshSettings
+from bus.telemetry import Telemetry
+from bus.tracing import facts_of, tracing_from_environment
 from contracts.catalog import CONTRACTS, json_schema
 from contracts.releases import ReleaseProposed
 from contracts.validation import describe_errors
@@ -44,6 +46,7 @@ def publish(
 
     Invalid input is never published: the error names the field, exit code 2. With `--wait`,
     prints the outcome and exits 0 approved, 1 blocked, 3 escalated, 4 no outcome in time.
+    With tracing on (OTEL_EXPORTER_OTLP_ENDPOINT), also prints `trace <id>`: the flow's trace.
 
     Example: `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
     """
@@ -61,7 +64,9 @@ def publish(
         problems = [f"  {line}" for line in describe_errors(exc, whole="(document)")]
         raise _fail(f"{source} is not a valid {event_type}; nothing was published:\n" + "\n".join(problems)) from None
     settings: MeshSettings = ctx.obj
-    outcome = asyncio.run(_publish(settings, proposal, wait))
+    outcome, trace_id = asyncio.run(_publish(settings, proposal, wait))
+    if trace_id:  # on stderr with --json, so standard output stays one JSON document
+        (err if as_json else console).print(f"trace {trace_id}", highlight=False)
     if wait is None:
         if not as_json:
             console.print(f"published {event_type} {proposal.release_id} (event {proposal.event_id})")
@@ -79,11 +84,17 @@ def publish(
 
 
 async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: float | None):
-    async with await MeshClient.connect(settings, name="mesh-publish") as client:
-        await client.propose(proposal)
-        if wait is None:
-            return None
-        return await client.wait_for_outcome(proposal, timeout=wait)
+    """(the outcome or None, the trace id or None): the CLI's span is the root of the flow's trace."""
+    telemetry = tracing_from_environment("mesh-cli") or Telemetry()
+    telemetry.start()
+    try:
+        async with await MeshClient.connect(settings, name="mesh-publish", telemetry=telemetry) as client:
+            with telemetry.span("mesh publish release.proposed", facts_of(proposal)):
+                await client.propose(proposal)
+                outcome = None if wait is None else await client.wait_for_outcome(proposal, timeout=wait)
+                return outcome, telemetry.trace_id()
+    finally:
+        await telemetry.flush()
 
 
 def schema(

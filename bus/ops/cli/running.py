@@ -19,8 +19,9 @@ from bus.errors import MeshError
 from bus.ops.cli.render import print_outcome
 from bus.ops.identities import OPERATOR, Identities, generate_for_mesh
 from bus.ops.launcher import RunningMesh, nats_url_was_given, redact_nats_url, start_mesh
-from bus.ops.processes import supervise
+from bus.ops.processes import stop_all, supervise
 from bus.ops.settings import MeshSettings
+from bus.ops.trace_collector import LocalTraces
 from contracts.outcomes import Outcome
 from contracts.releases import ReleaseProposed
 
@@ -112,6 +113,14 @@ def up(
             "publish anything (forged reviews and outcomes included).",
         ),
     ] = False,
+    traces: Annotated[
+        bool,
+        typer.Option(
+            "--traces/--no-traces",
+            help="Keep the services' recent spans in the mesh itself (an OTLP receiver and the MESH_TRACES "
+            "stream) for `mesh trace`; with OTEL_EXPORTER_OTLP_ENDPOINT set, services export there instead.",
+        ),
+    ] = True,
 ) -> None:
     """Run the whole mesh in the foreground until Ctrl-C or SIGTERM.
 
@@ -127,6 +136,11 @@ def up(
     the operator's. With MESH_NATS_URL, services use the identities in `.mesh/identities` when
     `mesh identities generate` made them (your server must include its auth.conf).
 
+    Traces: every service exports its spans to an OTLP receiver `mesh up` runs (port 4318 when
+    free), which keeps them in the MESH_TRACES stream (MESH_TRACES_MAX_AGE_SECONDS, 24 h, and
+    MESH_TRACES_MAX_BYTES, 256 MB) for `mesh trace RELEASE`. With OTEL_EXPORTER_OTLP_ENDPOINT set
+    (Jaeger, a collector) they export there and no store runs; `--no-traces` turns spans off.
+
     Example: `mesh up` then, in another terminal, `curl localhost:8080/agents` and
     `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
     """
@@ -141,16 +155,24 @@ def up(
             "[bold red]INSECURE: the embedded NATS server accepts any connection; anyone who can reach it may "
             "publish reviews and outcomes. For debugging only.[/]"
         )
-    mesh = start_mesh(
-        settings,
-        names=_service_names(),
-        home=settings.home,
-        embedded=embedded,
-        base_port=base_port,
-        cluster=cluster,
-        secure=not insecure,
-        identities=None if embedded else _own_server_identities(settings),
-    )
+    # receiving before the services start, storing once NATS is up (spans wait in between)
+    local_traces = LocalTraces.plan(settings, enabled=traces, port=4318 if base_port else 0)
+    try:
+        mesh = start_mesh(
+            settings,
+            names=_service_names(),
+            home=settings.home,
+            embedded=embedded,
+            base_port=base_port,
+            cluster=cluster,
+            secure=not insecure,
+            identities=None if embedded else _own_server_identities(settings),
+            env=local_traces.env,
+        )
+    except BaseException:
+        local_traces.stop()
+        raise
+    local_traces.connect(mesh.settings)
     run_file = mesh.write_run_file()
     stopping = False
 
@@ -165,6 +187,7 @@ def up(
         f"identities in {mesh.identities.folder}" if mesh.identities else "[red]no identities: anyone may publish[/]"
     )
     console.print(f"mesh up: NATS {mesh.shown_nats_url} ({kind}; {guard}); run file {run_file}")
+    console.print(f"traces: {local_traces.where}")
     try:
         with Live(_status_table(mesh), console=console, refresh_per_second=2, transient=False) as live:
             while not stopping:
@@ -176,6 +199,9 @@ def up(
                 time.sleep(0.5)
     finally:
         console.print("stopping: draining services, then NATS…")
+        stop_all(mesh.services)
+        if stored := local_traces.stop():  # after the services (their last spans), before NATS
+            console.print(f"traces: {stored}")
         mesh.stop()
         run_file.unlink(missing_ok=True)
         console.print("stopped.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from bus.ops.settings import MeshSettings
+from bus.ops.settings import MeshSettings, TraceSettings
 from bus.settings import BusSettings
 from coordinator.settings import CoordinatorSettings
 from services.llm.settings import LLMSettings
@@ -43,10 +43,24 @@ def test_each_variable_reaches_the_layer_that_reads_it(monkeypatch: pytest.Monke
 
 
 def test_mesh_settings_is_every_layers_settings():
-    """Whatever takes one layer's settings accepts the operator tools' MeshSettings."""
-    assert all(issubclass(MeshSettings, layer) for layer in LAYERS)
-    fields = set().union(*(layer.model_fields for layer in LAYERS))
+    """Whatever takes one layer's settings accepts the operator tools' MeshSettings, which adds
+    only the tools' own (TraceSettings: the trace store, Jaeger)."""
+    assert all(issubclass(MeshSettings, layer) for layer in (*LAYERS, TraceSettings))
+    fields = set().union(*(layer.model_fields for layer in (*LAYERS, TraceSettings)))
     assert set(MeshSettings.model_fields) == fields
+    assert not set(TraceSettings.model_fields) & set().union(*(layer.model_fields for layer in LAYERS))
+
+
+def test_the_trace_settings_read_mesh_variables_and_the_standard_otlp_endpoint(monkeypatch: pytest.MonkeyPatch):
+    """MESH_TRACES_* and MESH_JAEGER_URL as usual; the user's endpoint from the OpenTelemetry variable."""
+    monkeypatch.setenv("MESH_TRACES_MAX_AGE_SECONDS", "3600")
+    monkeypatch.setenv("MESH_JAEGER_URL", "http://jaeger:16686")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+
+    mesh = MeshSettings()
+    assert (mesh.traces_max_age_seconds, mesh.traces_max_bytes) == (3600, 256 * 2**20)
+    assert (mesh.jaeger_url, mesh.otlp_endpoint) == ("http://jaeger:16686", "http://collector:4318")
 
 
 def test_the_round_deadline_is_one_setting_in_both_layers_that_read_it():

@@ -43,13 +43,24 @@ def api():
 
 @pytest.fixture
 async def make_llm(api):
-    """`make_llm(rpm=…, max_attempts=…, …)`: an LLMClient on the fake with quick retries."""
+    """`make_llm(rpm=…, max_attempts=…, …)`: an LLMClient on the fake with quick retries
+    (its spans to `tracer_provider`; `sdk_spans` also lets the SDK make its own, to the same)."""
     clients = []
 
     def make(
-        *, rpm=1e6, tpm=1e9, in_flight=32, max_attempts=3, breaker_failures=5, breaker_reset=30.0, timeout=10.0
+        *,
+        rpm=1e6,
+        tpm=1e9,
+        in_flight=32,
+        max_attempts=3,
+        breaker_failures=5,
+        breaker_reset=30.0,
+        timeout=10.0,
+        tracer_provider=None,
+        sdk_spans=False,
     ) -> LLMClient:
-        sdk = anthropic.AsyncAnthropic(api_key="sk-test", base_url=api.url, max_retries=0)
+        sdk_option = {"tracer_provider": tracer_provider} if sdk_spans else None
+        sdk = anthropic.AsyncAnthropic(api_key="sk-test", base_url=api.url, max_retries=0, open_telemetry=sdk_option)
         llm = LLMClient(
             api=sdk,
             prices=price_table(),
@@ -58,6 +69,7 @@ async def make_llm(api):
             request_timeout=timeout,
             breaker_failures=breaker_failures,
             breaker_reset_seconds=breaker_reset,
+            tracer_provider=tracer_provider,
         )
         clients.append(llm)
         return llm

@@ -20,10 +20,13 @@ def api():
 
 @pytest.fixture
 async def brain_for(api):
-    """`brain_for("security", llm_chain=…, max_attempts=…, **settings)`: a brain asking the fake."""
+    """`brain_for("security", llm_chain=…, max_attempts=…, tracer_provider=…, **settings)`: a brain
+    asking the fake (its spans, and its client's, to `tracer_provider`)."""
     clients = []
 
-    def make(focus: str = "security", *, max_attempts: int = 3, breaker_failures: int = 5, **overrides):
+    def make(
+        focus: str = "security", *, max_attempts: int = 3, breaker_failures: int = 5, tracer_provider=None, **overrides
+    ):
         values = {
             "anthropic_api_key": "sk-test",
             "anthropic_base_url": api.url,
@@ -39,9 +42,10 @@ async def brain_for(api):
             retry=RetryPolicy(max_attempts=max_attempts, initial_seconds=0.01, max_seconds=0.05),
             request_timeout=settings.llm_timeout_seconds,
             breaker_failures=breaker_failures,
+            tracer_provider=tracer_provider,
         )
         clients.append(llm)
-        return make_brain(focus, settings=settings, llm=llm)
+        return make_brain(focus, settings=settings, llm=llm, tracer_provider=tracer_provider)
 
     yield make
     for llm in clients:

@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 
-SYSTEMS = {"floor", "floor+kv", "mesh", "mesh-open"}
+SYSTEMS = {"floor", "floor+kv", "mesh", "mesh-open", "mesh-traced"}
+PROCESSES = {"security", "compliance", "coordinator", "nats-server"}
 
 
 def run_bench(args: list[str], *, env: dict, timeout: float) -> subprocess.CompletedProcess:
@@ -35,17 +36,19 @@ def run_bench(args: list[str], *, env: dict, timeout: float) -> subprocess.Compl
 
 
 def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
-    """A 50-proposal row (floors, mesh, mesh-open) and a tiny open-rounds row run, and the JSON holds every figure."""
+    """A 50-proposal row (floors, mesh, mesh-open, mesh-traced) and a tiny open-rounds row run, and
+    the JSON holds every figure, the authorization and tracing costs included."""
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     env = {**os.environ, "MESH_HOME": str(tmp_path / "mesh"), "COLUMNS": "160"}
     env.pop("MESH_NATS_URL", None)
     args = ["--proposals", "50", "--concurrency", "4", "--replicas", "1", "--warmup", "10"]
     args += ["--open-rounds", "20", "--probes", "3", "--json", str(out), "--plot", str(png)]
 
-    result = run_bench(args, env=env, timeout=150)
+    result = run_bench(args, env=env, timeout=200)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    for heading in ("proposals/s", "p50 ms", "mesh/floor", "Authorization cost", "mesh/mesh-open", "open rounds"):
+    headings = ("proposals/s", "p50 ms", "mesh/floor", "Authorization cost", "mesh/mesh-open", "Tracing cost")
+    for heading in (*headings, "mesh-traced/mesh", "trace-store", "open rounds"):
         assert heading in result.stdout
     report = json.loads(out.read_text())
     (row,) = report["rows"]
@@ -54,7 +57,8 @@ def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
     for name, system in row["systems"].items():
         for figure in ("throughput", "p50_ms", "p90_ms", "p99_ms"):
             assert system[figure] > 0, (name, figure)
-        assert set(system["processes"]) == {"security", "compliance", "coordinator", "nats-server"}
+        traced = {"trace-store"} if name == "mesh-traced" else set()
+        assert set(system["processes"]) == PROCESSES | traced, name
         for usage in system["processes"].values():
             assert set(usage) == {"cpu_seconds", "peak_rss_mb"}
         (run,) = system["runs"]
@@ -64,6 +68,11 @@ def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
     cost = row["authorization_cost"]
     assert set(cost) == {"throughput_ratio", "p50_delta_ms"}
     assert cost["throughput_ratio"] > 0 and isinstance(cost["p50_delta_ms"], float)  # either sign: noise
+    tracing = row["tracing_cost"]
+    assert set(tracing) == {"throughput_ratio", "p50_delta_ms"}
+    assert tracing["throughput_ratio"] > 0 and isinstance(tracing["p50_delta_ms"], float)
+    traces = (tmp_path / "mesh" / "bench" / "mesh-traced-r1" / "logs" / "trace-store.log").read_text()
+    assert "ready" in traces and "spans stored" in traces  # the spans did reach the store
     rounds = report["open_rounds"]
     assert [c["open_rounds"] for c in rounds["checkpoints"]] == [10, 20]
     assert all(len(c["review_ms"]) == 3 and c["cpu_ms_per_probe"] >= 0 for c in rounds["checkpoints"])

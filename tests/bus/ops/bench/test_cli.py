@@ -27,14 +27,28 @@ def planned(monkeypatch, tmp_path) -> list[runner.Plan]:
 @pytest.mark.parametrize(
     ("flags", "systems"),
     [
-        ([], ["floor", "mesh", "floor+kv", "mesh-open"]),
-        (["--no-auth-cost"], ["floor", "mesh", "floor+kv"]),
-        (["--no-floor-kv"], ["floor", "mesh", "mesh-open"]),
+        ([], ["floor", "floor+kv", "mesh-open", "mesh", "mesh-traced"]),
+        (["--no-auth-cost"], ["floor", "floor+kv", "mesh", "mesh-traced"]),
+        (["--no-floor-kv"], ["floor", "mesh-open", "mesh", "mesh-traced"]),
+        (["--no-trace-cost"], ["floor", "floor+kv", "mesh-open", "mesh"]),
     ],
 )
-def test_mesh_runs_secured_and_open_unless_told_not_to(planned, flags, systems):
-    """By default every row measures the mesh with and without authorization; --no-auth-cost skips mesh-open."""
+def test_mesh_runs_secured_open_and_traced_unless_told_not_to(planned, flags, systems):
+    """By default every row measures the mesh with and without authorization and with tracing,
+    each variant beside the mesh; --no-auth-cost skips mesh-open, --no-trace-cost mesh-traced."""
     result = CliRunner().invoke(app, ["bench", "-n", "10", "-c", "1", *flags])
 
     assert result.exit_code == 0, result.output
     assert [plan.systems for plan in planned] == [systems]
+
+
+def test_of_any_two_systems_each_goes_first_as_often():
+    """The turns run in order, then in reverse: over two repeats every pair has gone both ways."""
+    systems = ["floor", "floor+kv", "mesh-open", "mesh", "mesh-traced"]
+    turns = [runner.turns(systems, repeat) for repeat in range(4)]
+
+    assert turns[0] == systems and turns[1] == systems[::-1] and turns[2] == systems
+    for a in systems:
+        for b in systems:
+            if a != b:
+                assert sum(order.index(a) < order.index(b) for order in turns) == 2

@@ -74,6 +74,24 @@ def test_authorization_cost_needs_both_meshes():
     assert row.to_dict()["authorization_cost"] is None
 
 
+def test_tracing_cost_compares_mesh_traced_with_the_mesh_and_is_no_floor():
+    """mesh-traced/mesh divides median throughputs and subtracts median p50s; mesh-traced gets no
+    mesh/floor ratio; without it (`--no-trace-cost`) there is no tracing cost."""
+    row = Row(128, 1)
+    row.add(run("floor", decided=100, seconds=0.5, latencies=[5.0] * 100))
+    for seconds in (1.0, 1.0):
+        row.add(run("mesh", decided=100, seconds=seconds, latencies=[10.0] * 100))
+    assert row.tracing_cost() is None and row.to_dict()["tracing_cost"] is None
+
+    for seconds in (1.25, 1.0, 2.0):  # 80/s, 100/s and 50/s: median 80/s
+        row.add(run("mesh-traced", decided=100, seconds=seconds, latencies=[11.5] * 100))
+
+    assert row.floors() == ["floor"]
+    assert row.tracing_cost() == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5}
+    assert row.to_dict()["tracing_cost"] == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5}
+    assert set(row.to_dict()["ratios"]) == {"mesh/floor"}
+
+
 def test_open_rounds_report_bytes_per_round_and_drift_from_the_first_checkpoint():
     """Memory per round is the growth between the first and last checkpoint; drift is the worst p50 change."""
     result = OpenRounds([point(10, [5.0, 5.0]), point(110, [6.0]), point(1010, [4.5])], open_rate=300.0)
