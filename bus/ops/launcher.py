@@ -53,6 +53,7 @@ class RunningMesh:
     provisioning: Report = field(default_factory=Report)
     cluster: EmbeddedCluster | None = None  # `cluster=N`: N embedded nodes instead of `nats`
     identities: Identities | None = None  # None: the server enforces no identities of ours
+    otlp_endpoint: str | None = None  # where the services send spans (`mesh up`'s trace store)
 
     def stop(self) -> None:
         stop_all(self.services)
@@ -79,6 +80,7 @@ class RunningMesh:
             "namespace": self.settings.namespace,
             "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
             "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
+            "otlp_endpoint": self.otlp_endpoint,
             "services": {
                 label: {"service": s.name, "pid": s.pid, "url": s.url, "log": str(s.log_path)}
                 for label, s in zip(replica_labels([s.name for s in self.services]), self.services, strict=True)

@@ -112,12 +112,18 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # keep-alive: an exporter posts every few seconds, and a new connection each time
+            # costs both sides more than the export (every answer carries its Content-Length)
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 if self.path.rstrip("/") != "/v1/traces":
+                    self.close_connection = True  # its body is left unread
                     self._answer(404, b"only /v1/traces is served here")
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
+                    self.close_connection = True  # its body is left unread
                     self._answer(413, b"export too large")
                     return
                 try:

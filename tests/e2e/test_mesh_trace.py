@@ -16,8 +16,9 @@ SAMPLES = files("contracts") / "samples"
 
 def test_mesh_up_stores_the_services_spans_for_mesh_trace(tmp_path):
     """Started with no OTLP endpoint of the user's, `mesh up` runs its trace store and points the
-    services at it: a published proposal's flow (every service's `process` span, the outcome
-    sent) comes back from `mesh trace`, and stopping says how many spans were stored."""
+    services at it, and `mesh publish` from another shell (it finds the store in run.json): the
+    proposal's flow is ONE trace rooted at the CLI's span — every service's `process` span, the
+    outcome sent — with the id `mesh publish` printed, and stopping says how many spans were stored."""
     home = tmp_path / ".mesh"
     env = {**os.environ, "MESH_HOME": str(home), "COLUMNS": "200", "OTEL_BSP_SCHEDULE_DELAY": "200"}
     for name in (
@@ -50,6 +51,12 @@ def test_mesh_up_stores_the_services_spans_for_mesh_trace(tmp_path):
         for service in ("security", "compliance", "coordinator"):
             assert (service, "process mesh.events.release.proposed") in names
         assert ("coordinator", "send mesh.outcomes.release.*.*") in names
+        traces = json.loads(shown.stdout)["traces"]
+        assert len(traces) == 1, [t["spans"][0]["name"] for t in traces]
+        assert ("mesh-cli", "mesh publish release.proposed") in names
+        printed = [line.split()[1] for line in published.stdout.splitlines() if line.startswith("trace ")]
+        printed += [line.split()[1] for line in published.stderr.splitlines() if line.startswith("trace ")]
+        assert printed and printed[0] in shown.stdout
 
         tree = mesh("trace", "rel-42", **cli_env)
         assert tree.returncode == 0 and "outcome=approved" in tree.stdout, tree.stdout + tree.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -85,6 +86,7 @@ def publish(
 
 async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: float | None):
     """(the outcome or None, the trace id or None): the CLI's span is the root of the flow's trace."""
+    _export_like_the_running_mesh(settings)
     telemetry = tracing_from_environment("mesh-cli") or Telemetry()
     telemetry.start()
     try:
@@ -95,6 +97,19 @@ async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: floa
                 return outcome, telemetry.trace_id()
     finally:
         await telemetry.flush()
+
+
+def _export_like_the_running_mesh(settings: MeshSettings) -> None:
+    """Send the CLI's spans where `mesh up` in this folder sends its services' (its run file
+    says), unless OTEL_* says otherwise: the proposal's trace then starts here, as one trace."""
+    if any(os.environ.get(name) for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return
+    try:
+        endpoint = json.loads((settings.home / "run.json").read_text()).get("otlp_endpoint")
+    except (OSError, ValueError, AttributeError):
+        return
+    if endpoint:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint  # the SDK's exporter reads it from there
 
 
 def schema(

@@ -173,6 +173,8 @@ def up(
         local_traces.stop()
         raise
     local_traces.connect(mesh.settings)
+    # in run.json, so `mesh publish` from another terminal starts the flow's trace in the same store
+    mesh.otlp_endpoint = local_traces.env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     run_file = mesh.write_run_file()
     stopping = False
 
