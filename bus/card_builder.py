@@ -1,7 +1,12 @@
 """Building an agent's A2A card from what the agent declares and where it runs.
 
 The card is derived, never hand-written twice: skills come from the service module, the
-subjects it consumes and publishes from its subscriptions, the URLs from the settings.
+subjects it consumes and publishes from its subscriptions, the NATS URLs from the settings.
+
+The card is the *agent's*, shared by all of its instances, so it carries no instance's address:
+each instance's HTTP URL lives in its own instance record, which expires with it. `locate(card,
+url)` is the card as one instance serves it (its HTTP interface, links to its schemas), built
+when it is served: by the instance itself, or by the registry from a live instance's record.
 """
 
 from __future__ import annotations
@@ -45,12 +50,16 @@ def without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def public_url(settings: BusSettings) -> str:
-    """Where this process's HTTP API is reachable by others."""
+def public_url(settings: BusSettings, *, host: str | None = None, port: int | None = None) -> str:
+    """Where this process's HTTP API is reachable by others: MESH_ADVERTISE_URL when set, else
+    the address its server listens on (`host` and `port` as bound, else the settings')."""
     if settings.advertise_url:
         return settings.advertise_url.rstrip("/")
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
-    return f"http://{host}:{settings.http_port}"
+    host = host or settings.http_host
+    port = port if port is not None else settings.http_port
+    if host in ("0.0.0.0", "::", ""):  # every interface: loopback is one of them
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def contract_name(model: type[BaseModel]) -> str | None:
@@ -66,7 +75,7 @@ def build_card(
     produces: Wire,
     settings: BusSettings,
 ) -> AgentCard:
-    http = public_url(settings)
+    """The agent's card, as every instance shares it: no HTTP address (see `locate`)."""
     consumed = {contract_name(m) or m.__name__: s for s, m in consumes}
     produced = {contract_name(m) or m.__name__: s for s, m in produces}
     binding = (
@@ -77,17 +86,12 @@ def build_card(
     interfaces = [
         AgentInterface(url=without_credentials(url), protocol_binding=binding) for url in settings.nats_servers
     ]
-    interfaces.append(AgentInterface(url=http, protocol_binding=HTTP_BINDING))
     schemas = AgentExtension(
         uri=SCHEMAS_EXTENSION,
         description="JSON Schemas of the messages this agent consumes and produces, by subject.",
         params={
-            "consumes": [
-                {"contract": c, "subject": s, "schema": f"{http}/schemas/{c}.json"} for c, s in consumed.items()
-            ],
-            "produces": [
-                {"contract": c, "subject": s, "schema": f"{http}/schemas/{c}.json"} for c, s in produced.items()
-            ],
+            "consumes": [{"contract": c, "subject": s} for c, s in consumed.items()],
+            "produces": [{"contract": c, "subject": s} for c, s in produced.items()],
         },
     )
     if not skills:  # A2A wants at least one: describe what the agent consumes
@@ -108,6 +112,32 @@ def build_card(
         capabilities=AgentCapabilities(extensions=[schemas]),
         skills=skills,
     )
+
+
+def locate(card: AgentCard, url: str | None) -> AgentCard:
+    """The card as the instance at `url` serves it, with its HTTP interface and schema links;
+    with `url=None` (no live instance), the card with no address at all."""
+    interfaces = [i for i in card.supported_interfaces if i.protocol_binding != HTTP_BINDING]
+    if url:
+        interfaces.append(AgentInterface(url=url, protocol_binding=HTTP_BINDING))
+
+    def linked(extension: AgentExtension) -> AgentExtension:
+        if extension.uri != SCHEMAS_EXTENSION or not extension.params:
+            return extension
+        params = {
+            way: [
+                {k: v for k, v in entry.items() if k != "schema"}
+                | ({"schema": f"{url}/schemas/{entry['contract']}.json"} if url else {})
+                for entry in entries
+            ]
+            for way, entries in extension.params.items()
+        }
+        return extension.model_copy(update={"params": params})
+
+    capabilities = card.capabilities.model_copy(
+        update={"extensions": [linked(e) for e in card.capabilities.extensions]}
+    )
+    return card.model_copy(update={"supported_interfaces": interfaces, "capabilities": capabilities})
 
 
 def etag(document: dict) -> str:

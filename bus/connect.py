@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
 
-from bus.errors import MeshError
+from bus.errors import MeshError, NatsUnreachable
 from bus.permissions import inbox_prefix
 from bus.settings import BusSettings
 
@@ -80,16 +82,72 @@ def tls_context(settings: BusSettings) -> ssl.SSLContext | None:
 
 
 async def connect(settings: BusSettings, *, name: str) -> Client:
-    """A raw nats-py connection (CLI, tests, provisioning)."""
+    """A raw nats-py connection (CLI, tests, provisioning).
+
+    Fails fast: each server is tried twice, 2 s each, then `NatsUnreachable` says which URL, why
+    (refused, no answer, credential refused) and what to check. Once connected it rides out a
+    NATS restart (60 reconnects). Services reconnect for ever instead (`broker_options`).
+    """
     options = connect_options(settings, name=name)
-    # The CLI should fail fast on a wrong URL instead of retrying forever.
-    options["max_reconnect_attempts"] = 60
-    options["allow_reconnect"] = True
-    # nats-py logs every failed reconnect attempt with a traceback; a failed request already
-    # raises where it was made, so the CLI stays readable while NATS restarts.
-    options.setdefault("error_cb", _ignore)
-    return await nats.connect(**options)
+    seen: list[Exception] = []
+
+    # nats-py logs every failed attempt with a traceback; keep the last one for our own message
+    async def remember(exc: Exception) -> None:
+        seen[:] = [exc]
+
+    options.update(error_cb=remember, allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=2)
+    try:
+        nc = await nats.connect(**options)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise NatsUnreachable(_unreachable(settings, seen[-1] if seen else exc)) from None
+    # nats-py reads these on each disconnect: from now on, ride out a NATS restart
+    nc.options.update(allow_reconnect=True, max_reconnect_attempts=60, connect_timeout=5)
+    return nc
 
 
-async def _ignore(exc: Exception) -> None:
-    return None
+def _unreachable(settings: BusSettings, exc: Exception) -> str:
+    where = redact_nats_url(settings.nats_url)
+    if "authorization violation" in str(exc).lower():
+        if settings.nats_credentials:
+            return (
+                f"NATS at {where} refused the credential {settings.nats_credentials} (authorization violation); "
+                "check MESH_NATS_CREDENTIALS, or that the server includes its auth.conf"
+            )
+        if "@" in settings.nats_url:
+            return f"NATS at {where} refused the user or token in MESH_NATS_URL (authorization violation)"
+        return (
+            f"NATS at {where} requires a credential and none was given (authorization violation); "
+            "set MESH_NATS_CREDENTIALS, or run the command in the folder of the `mesh up` that started it"
+        )
+    hint = "is the mesh up? start it with `mesh up`, or set MESH_NATS_URL"
+    return f"cannot reach NATS at {where} ({_reason(exc)}); {hint}"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer within 2 s"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    return str(exc) or type(exc).__name__
+
+
+def redact_nats_url(url: str) -> str:
+    """`nats://user:***@host:4222`: each URL of a comma-separated list with its password (or, for
+    `nats://token@host`, its token) masked; URLs without credentials are returned as they are."""
+    return ",".join(_redact_one_url(part) for part in url.split(","))
+
+
+def _redact_one_url(url: str) -> str:
+    bare = "://" not in url  # nats-py also takes `user:pass@host:4222`
+    parts = urlsplit(("nats://" if bare else "") + url.strip())
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, has_password, _ = userinfo.partition(":")
+    masked = f"{user}:***" if has_password else "***"  # a lone user part is a token in NATS
+    shown = urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
+    return shown.removeprefix("nats://") if bare else shown

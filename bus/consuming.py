@@ -9,7 +9,8 @@
   delays, then dead-lettered on its last delivery;
 - each message passes the telemetry seam once (bus/telemetry.py), from parse to ack: with
   tracing on, one `process` span per delivery, a child of the trace in its headers.
-- each message is counted by how it was settled, and timed (bus/metrics.py).
+- each message is counted by how it was settled, and timed (bus/metrics.py), and tallied per
+  consumer for NATS micro discovery (bus/micro.py).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from bus.card_builder import contract_name
 from bus.connect import inbox_of
 from bus.dead_letter_writer import DeadLetterWriter
 from bus.delivery import Delivery, Publish, Subscription
 from bus.errors import InvalidMessage
 from bus.inflight import InFlight
 from bus.metrics import Metrics
+from bus.micro import Endpoint
 from bus.pull import PullFeed, new_inbox
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
@@ -64,9 +67,11 @@ class ConsumePath:
         self.inboxes: list[Any] = []  # FastStream subscribers on the feeds' inboxes
         self.in_flight = 0
         self.handled = 0
+        self.endpoints: dict[str, Endpoint] = {}  # by durable: each consumer's tally, for `$SRV.INFO|STATS`
 
     def subscribe(self, sub: Subscription) -> None:
         settings = self.settings
+        self.endpoints[sub.spec.durable] = self._endpoint(sub)
         # Not FastStream's pull subscriber: its fetch costs a round trip per message or parks
         # messages where no in-progress ack reaches them. A core subscriber on our own inbox,
         # fed by pull requests for exactly the free workers (bus/pull.py, bus/inflight.py).
@@ -118,24 +123,43 @@ class ConsumePath:
         timeout = max(self.settings.ack_wait_seconds / 3, 1.0)
         await asyncio.gather(*(pool.drain(timeout=timeout) for pool in self.pools))
 
+    def _endpoint(self, sub: Subscription) -> Endpoint:
+        contract = contract_name(sub.model)
+        metadata = {
+            "stream": sub.spec.stream,
+            "durable": sub.spec.durable,
+            "contract": contract or sub.model.__name__,
+            "description": sub.spec.description,
+        }
+        if contract:  # a path on this instance's HTTP API (the `url` of the service's metadata)
+            metadata["schema"] = f"/schemas/{contract}.json"
+        return Endpoint(sub.spec.durable, sub.subject, sub.spec.durable, metadata)
+
     def _lost_ack(self, exc: BaseException) -> None:
         self.log.warning("ack/nak not sent; JetStream will redeliver", error=f"{type(exc).__name__}: {exc}")
 
     async def process(self, sub: Subscription, msg: NatsMessage) -> None:
         """Handle one message: validate, run the handler within its budget, then ack, retry or dead-letter."""
         raw: Msg = msg.raw_message
-        with self.metrics.handling(sub.spec.durable, msg), self.telemetry.consuming(self.service, raw):
-            await self._process(sub, msg, raw)
+        started = time.perf_counter_ns()
+        error: str | None = "not settled: cancelled, or the ack was not sent"
+        try:
+            with self.metrics.handling(sub.spec.durable, msg), self.telemetry.consuming(self.service, raw):
+                error = await self._process(sub, msg, raw)
+        finally:
+            self.endpoints[sub.spec.durable].tally.record(time.perf_counter_ns() - started, error)
 
-    async def _process(self, sub: Subscription, msg: NatsMessage, raw: Msg) -> None:
+    async def _process(self, sub: Subscription, msg: NatsMessage, raw: Msg) -> str | None:
+        """None once acked, else why not (the message was retried or dead-lettered)."""
         meta = raw.metadata
         log = self.log.bind(subject=raw.subject, seq=meta.sequence.stream, delivery=meta.num_delivered)
         started = time.perf_counter()
         try:
             event = sub.model.model_validate_json(raw.data)
         except ValidationError as exc:
-            await self._dead_letter(msg, log, error_type="invalid", error="; ".join(describe_errors(exc, limit=10)))
-            return
+            error = "; ".join(describe_errors(exc, limit=10))
+            await self._dead_letter(msg, log, error_type="invalid", error=error)
+            return error
         log = log.bind(correlation_id=getattr(event, "correlation_id", None))
         self.telemetry.received(event)
         log.debug("→ received", type=sub.model.__name__)  # info would double the log volume
@@ -148,7 +172,7 @@ class ConsumePath:
                 await sub.handler(event, Delivery(self.publish, raw, log, self.telemetry))
         except InvalidMessage as exc:
             await self._dead_letter(msg, log, error_type="invalid", error=str(exc))
-            return
+            return str(exc)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
             error = f"{type(exc).__name__}: {exc}"
             if budget.expired():
@@ -158,17 +182,18 @@ class ConsumePath:
                 )
             if meta.num_delivered >= self.settings.max_deliver:
                 await self._dead_letter(msg, log, error_type="failed", error=error)
-                return
+                return error
             delay = min(2.0 ** (meta.num_delivered - 1), 30.0)
             self.telemetry.failed(error)
             log.warning("↻ will retry", error=error, delay=delay)
             await msg.nack(delay=delay)
-            return
+            return error
         finally:
             self.in_flight -= 1
         self.handled += 1
         await msg.ack()
         log.info("✓ acked", type=sub.model.__name__, ms=round((time.perf_counter() - started) * 1000, 1))
+        return None
 
     async def _dead_letter(self, msg: NatsMessage, log: Any, *, error_type: str, error: str) -> None:
         raw: Msg = msg.raw_message

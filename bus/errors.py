@@ -3,6 +3,7 @@
 MeshError
 ├── NatsServerNotFound     the nats-server binary is not installed
 ├── NatsServerFailed       the embedded server did not start
+├── NatsUnreachable        a client could not connect: refused, timed out, or not authorized
 ├── ProvisioningError      a stream, consumer or bucket could not be made to match
 └── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
 """
@@ -18,6 +19,10 @@ class NatsServerNotFound(MeshError):
 
 class NatsServerFailed(MeshError):
     pass
+
+
+class NatsUnreachable(MeshError):
+    """`connect` gave up: the message names the URL, why, and what to check. The CLI exits 5."""
 
 
 class ProvisioningError(MeshError):

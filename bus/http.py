@@ -11,6 +11,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faststream.asgi import AsgiFastStream
+
 from bus.card_builder import etag
 
 Scope = dict[str, Any]
@@ -100,6 +102,20 @@ def conditional_json(
         return 304, b"", {"etag": tag, "cache-control": cache_control}
     headers = {"etag": tag, "cache-control": cache_control, "content-type": "application/json"}
     return 200, json.dumps(body).encode(), headers
+
+
+class ServiceApp(AsgiFastStream):
+    """FastStream's ASGI app, answering a path it does not serve with a 404 problem that names the
+    paths it does serve (FastStream's own answer is plain text blaming the protocol)."""
+
+    async def not_found(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope.get("type") != "http":
+            await super().not_found(scope, receive, send)
+            return
+        served = ", ".join(path for path, _ in self.routes)
+        detail = f"nothing at {scope.get('path', '')[:200]}; this service serves {served}"
+        body = json.dumps(problem(404, "Not found", detail)).encode()
+        await _send(send, 404, b"" if scope.get("method") == "HEAD" else body, {"content-type": PROBLEM_JSON})
 
 
 def problem(status: int, title: str, detail: str) -> dict:

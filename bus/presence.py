@@ -4,7 +4,8 @@ On start a process writes its card and an instance record; every heartbeat it re
 instance record with a per-message TTL (`Nats-TTL`). A clean stop deletes the record at once;
 a SIGKILLed process simply stops heartbeating and its record expires (the server then leaves
 a purge marker that watchers see). The process also answers the NATS micro discovery
-subjects (`$SRV.PING|INFO|STATS`) so standard NATS tooling sees it.
+subjects (`$SRV.PING|INFO|STATS`, with its consumers as endpoints: bus/micro.py) so standard
+NATS tooling sees it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import json
 from collections.abc import Callable
 
 from nats.aio.client import Client
-from nats.micro import ServiceConfig, add_service
-from nats.micro.service import Service
+from nats.micro import ServiceConfig
 
+from bus.micro import Endpoint, PulledService, serve_discovery
 from bus.settings import BusSettings
 from contracts.cards import AgentCard, AgentInstance
 from contracts.envelope import utc_now
@@ -37,12 +38,14 @@ class Presence:
         instance_id: str,
         url: str,
         load: Callable[[], tuple[int, int]],
+        endpoints: Callable[[], list[Endpoint]] = list,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._settings = settings
         self._card = card
         self._load = load
+        self._endpoints = endpoints
         self._instance = AgentInstance(
             agent=card.name, instance_id=instance_id, url=url, started_at=utc_now(), heartbeat_at=utc_now()
         )
@@ -51,14 +54,14 @@ class Presence:
         self._instances = subjects.instances_bucket
         self._key = instance_key(card.name, instance_id)
         self._task: asyncio.Task | None = None
-        self._micro: Service | None = None
+        self._micro: PulledService | None = None
 
     async def start(self) -> None:
         cards = await self._js.key_value(self._cards)
         await cards.put(self._card.name, json.dumps(self._card.to_wire()).encode())
         await self.beat()
         self._task = asyncio.create_task(self._heartbeat())
-        self._micro = await add_service(
+        self._micro = await serve_discovery(
             self._nc,
             ServiceConfig(
                 name=self._card.name,
@@ -66,6 +69,7 @@ class Presence:
                 description=self._card.description[:200],
                 metadata={"instance": self._instance.instance_id, "url": self._instance.url},
             ),
+            endpoints=self._endpoints,
         )
 
     async def beat(self) -> None:

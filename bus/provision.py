@@ -4,11 +4,17 @@ FastStream keeps a durable consumer's old config silently when it changes, and t
 service to start would overwrite stream settings. So the desired state lives here, once:
 services only *create what is missing* when they start; `mesh provision` reconciles drift
 and reports every change it made.
+
+A change that would lose durability or data (fewer replicas, a shorter or smaller limit, memory
+storage, another retention policy) is a *downgrade*: it is refused, and reported, unless the
+caller allows it (`mesh provision --allow-downgrade`). A cluster is never quietly made R1
+because one command ran without MESH_STREAM_REPLICAS.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -21,8 +27,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 
+from bus.errors import ProvisioningError
 from bus.settings import BusSettings
 
 DAY = 24 * 3600.0
@@ -44,6 +51,7 @@ class Report:
     updated: list[str] = field(default_factory=list)  # "what: field old -> new"
     drifted: list[str] = field(default_factory=list)  # seen but left alone (ensure mode)
     unchanged: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # downgrades left alone: not allowed
 
 
 def desired_streams(settings: BusSettings) -> list[StreamConfig]:
@@ -142,11 +150,59 @@ def consumer_config(settings: BusSettings, spec: ConsumerSpec) -> ConsumerConfig
     )
 
 
-_STREAM_FIELDS = ("subjects", "max_age", "duplicate_window", "num_replicas", "allow_msg_schedules", "description")
+_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "duplicate_window",
+    "num_replicas",
+    "allow_msg_schedules",
+    "description",
+)
 _CONSUMER_FIELDS = ("filter_subject", "ack_wait", "max_deliver", "max_ack_pending", "ack_policy", "description")
+_LIMITS = ("max_age", "max_bytes", "max_msgs")  # 0 or -1: unlimited
 
 
-def _diff(current: object, desired: object, fields: tuple[str, ...]) -> list[str]:
+@dataclass(frozen=True)
+class Change:
+    """One field of one object that differs from the desired state."""
+
+    name: str
+    have: object
+    want: object
+
+    @property
+    def loss(self) -> str | None:
+        """What applying this change would lose, or None when it loses nothing."""
+        if self.name == "num_replicas" and (self.have or 1) > (self.want or 1):
+            return "fewer copies of each message: losing a node could lose data"
+        if self.name in _LIMITS and _shrinks(self.have, self.want):
+            return "the server would delete the messages beyond the new limit"
+        if self.name == "storage" and self.want == StorageType.MEMORY:
+            return "memory storage loses every message when the server restarts"
+        if self.name == "retention":
+            return "another retention policy removes messages the current one keeps"
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.name} {_show(self.have)} -> {_show(self.want)}"
+
+
+def _shrinks(have: object, want: object) -> bool:
+    def unlimited(value: object) -> bool:
+        return value is None or value <= 0
+
+    return not unlimited(want) and (unlimited(have) or want < have)
+
+
+def _show(value: object) -> str:
+    return repr(value.value if isinstance(value, Enum) else value)
+
+
+def _diff(current: object, desired: object, fields: tuple[str, ...]) -> list[Change]:
     changes = []
     for name in fields:
         want, have = getattr(desired, name), getattr(current, name)
@@ -155,8 +211,13 @@ def _diff(current: object, desired: object, fields: tuple[str, ...]) -> list[str
         if isinstance(want, float) and have is not None and abs(float(have) - want) < 1e-6:
             continue
         if want != have and not (want is False and have is None):
-            changes.append(f"{name} {have!r} -> {want!r}")
+            changes.append(Change(name, have, want))
     return changes
+
+
+def _line(what: str, change: Change) -> str:
+    """`stream X: num_replicas 3 -> 1`, followed by what the change would lose, if anything."""
+    return f"{what}: {change}" + (f" (a downgrade: {change.loss})" if change.loss else "")
 
 
 async def provision(
@@ -165,8 +226,11 @@ async def provision(
     consumers: list[ConsumerSpec] = (),
     *,
     reconcile: bool,
+    allow_downgrade: bool = False,
 ) -> Report:
-    """Create whatever is missing; with `reconcile`, also change what drifted."""
+    """Create whatever is missing; with `reconcile`, also change what drifted, except a
+    change that loses durability or data (`Change.loss`) unless `allow_downgrade`: that one
+    is left as it is and listed in `Report.refused`."""
     report = Report()
     for desired in desired_streams(settings):
         what = f"stream {desired.name}"
@@ -177,13 +241,26 @@ async def provision(
             report.created.append(what)
             continue
         changes = _diff(info.config, desired, _STREAM_FIELDS)
-        if changes and reconcile:
-            await js.update_stream(desired)
-            report.updated += [f"{what}: {c}" for c in changes]
-        elif changes:
-            report.drifted += [f"{what}: {c}" for c in changes]
-        else:
+        refused = [c for c in changes if c.loss and not allow_downgrade]
+        applied = [c for c in changes if c not in refused]
+        if not changes:
             report.unchanged.append(what)
+        elif not reconcile:
+            report.drifted += [_line(what, c) for c in changes]
+        else:
+            if applied:
+                # the refused fields keep the server's values; everything else is corrected
+                keep = {c.name: getattr(info.config, c.name) for c in refused}
+                try:
+                    await js.update_stream(replace(desired, **keep))
+                except APIError as exc:
+                    raise ProvisioningError(
+                        f"the server refused to change {what} ({', '.join(map(str, applied))}): {exc.description}; "
+                        "some settings (storage, retention) cannot change in place: keep the current value, "
+                        "or back the stream up and recreate it"
+                    ) from exc
+                report.updated += [_line(what, c) for c in applied]
+            report.refused += [_line(what, c) for c in refused]
 
     for bucket in desired_buckets(settings):
         what = f"kv {bucket.bucket}"

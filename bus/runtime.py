@@ -22,7 +22,7 @@ from faststream.nats import NatsBroker
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
-from bus.card_builder import build_card, contract_name, public_url
+from bus.card_builder import build_card, contract_name, locate, public_url
 from bus.connect import broker_options
 from bus.consuming import ConsumePath
 from bus.dead_letter_writer import DeadLetterWriter
@@ -36,6 +36,7 @@ from bus.permissions import BucketUse, Permissions, service_permissions
 from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.publishing import Publisher
+from bus.serving import ServedApp
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
 from bus.tracing import tracing_from_environment
@@ -76,6 +77,8 @@ class Agent:
         self._presence: Presence | None = None
         self._drain: DrainListener | None = None
         self.drained = False
+        # Where this instance's HTTP API is reachable; `serve_at` corrects it once the port is bound.
+        self.url = public_url(self.settings)
         self.log = get_logger(self.name)
         if self.broker is None:
             self.broker = NatsBroker(**broker_options(self.settings, name=self.name), logger=None)
@@ -155,7 +158,8 @@ class Agent:
 
     @property
     def card(self) -> AgentCard:
-        """This agent's A2A card, derived from its skills, subscriptions and settings."""
+        """This agent's A2A card, derived from its skills, subscriptions and settings; shared by
+        all of its instances, so it names no instance's address (`instance_card` does)."""
         return build_card(
             name=self.name,
             description=self.description,
@@ -164,6 +168,18 @@ class Agent:
             produces=self.produces,
             settings=self.settings,
         )
+
+    @property
+    def instance_card(self) -> AgentCard:
+        """The card as this instance serves it: with its HTTP URL and the links to its schemas."""
+        return locate(self.card, self.url)
+
+    def serve_at(self, host: str | None, port: int) -> None:
+        """Advertise the address the HTTP server listens on (unless MESH_ADVERTISE_URL is set).
+
+        Called before the app starts: by `mesh run` once it has bound its socket, and by
+        `ServedApp.run` (`faststream run`) with the host and port it is about to bind."""
+        self.url = public_url(self.settings, host=host, port=port)
 
     # --- what the consume path counts (heartbeats report it) ---------------------------
 
@@ -192,11 +208,10 @@ class Agent:
 
     def http_routes(self) -> list[tuple[str, Any]]:
         """Health, readiness, metrics, the card and the schemas of every message on the card."""
-        card = self.card.to_wire()
         routes: list[tuple[str, Any]] = [
             ("/healthz", json_endpoint(self._healthz)),
             ("/readyz", json_endpoint(self._readyz)),
-            ("/.well-known/agent-card.json", cached_document_endpoint(lambda: card)),
+            ("/.well-known/agent-card.json", cached_document_endpoint(lambda: self.instance_card.to_wire())),
             ("/metrics", self.metrics.endpoint()),
         ]
         wire = [(s.subject, s.model) for s in self.subscriptions] + self.produces
@@ -233,8 +248,10 @@ class Agent:
             return self._app
         for subscription in [*self.subscriptions, *self.exhausted]:
             self.consuming.subscribe(subscription)
-        self._app = AsgiFastStream(
+        self._app = ServedApp(
             self.broker,
+            settings=self.settings,
+            serve_at=self.serve_at,
             asgi_routes=[*self.http_routes(), *routes],
             on_startup=[self._startup],
             after_startup=[self._announce],
@@ -275,8 +292,9 @@ class Agent:
             settings=self.settings,
             card=self.card,
             instance_id=self.settings.instance_id,
-            url=public_url(self.settings),
+            url=self.url,
             load=lambda: (self.in_flight, self.handled),
+            endpoints=lambda: list(self.consuming.endpoints.values()),
         )
         await self._presence.start()
         self._drain = DrainListener(
@@ -290,6 +308,10 @@ class Agent:
         process (`on_drained`). What was never pulled waits in the stream for the next instance."""
         self.log.info("draining: finishing in-flight work, then exiting", in_flight=self.in_flight, by=by or None)
         await self._stop_working()
+        # the acks of what it finished (and the naks handing back what arrived late) are written
+        # to the socket, not yet read by the server: a process that ends now would lose them
+        with contextlib.suppress(Exception):
+            await self.broker.connection.flush(timeout=5)
         self.drained = True
         self.log.info("drained", handled=self.handled)
         self.on_drained()

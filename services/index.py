@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, get_type_hints
 
 from bus.settings import BusSettings
 
@@ -26,6 +26,15 @@ class ServiceEntry:
         which is every layer's at once."""
         return self.serve(self.load().build(settings))
 
+    def agent(self, settings: BusSettings) -> Any:
+        """The service's agent (built, not started). `settings` of another layer (the registry runs
+        with `BusSettings`) become this service's own: the bus's values, the rest from the environment."""
+        build = self.load().build
+        wanted = get_type_hints(build).get("settings", BusSettings)
+        if not isinstance(settings, wanted):
+            settings = wanted(**settings.model_dump())
+        return build(settings)
+
     def serve(self, agent: Any) -> Any:
         """The HTTP app around an agent built with this service's `build`."""
         serve = getattr(self.load(), "http_app", None)
@@ -41,3 +50,9 @@ SERVICES: dict[str, ServiceEntry] = {
         ServiceEntry("coordinator", "services.coordinator"),  # gathers reviews into one outcome
     )
 }
+
+
+def mesh_agents(settings: BusSettings) -> list[Any]:
+    """Every service's agent, built and not started: what `mesh asyncapi` and the registry's
+    `/asyncapi.json` describe."""
+    return [entry.agent(settings) for entry in SERVICES.values()]

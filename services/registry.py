@@ -2,24 +2,32 @@
 
 It keeps its view current by watching the cards and instances KV buckets (no scan per
 request), so a restarted registry serves the full list again at once. Run it with
-`mesh run registry` (or `uvicorn services.registry:app --port 8080`); OpenAPI docs at `/docs`.
+`mesh run registry --port 8080` (or `MESH_HTTP_PORT=8080 uvicorn services.registry:app --port 8080`:
+uvicorn does not tell the app its port, so the settings must); OpenAPI docs at `/docs`,
+and the AsyncAPI document of the whole mesh (every subject, bus/asyncapi.py) at `/asyncapi.json`.
 """
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bus.asyncapi import asyncapi_document
+from bus.card_builder import locate
 from bus.directory import AgentDirectory, AgentView
 from bus.http import PROBLEM_JSON, conditional_json, problem
 from bus.runtime import Agent, lazy_app
 from bus.settings import BusSettings
-from contracts.cards import HTTP_BINDING, AgentSkill
+from contracts.cards import AgentSkill
 from contracts.validation import describe_errors
+from services.index import mesh_agents
 
 SKILL = AgentSkill(
     id="registry.lookup",
@@ -32,6 +40,30 @@ SKILL = AgentSkill(
 FILTERS = {"skill", "tag", "q", "include"}
 NAME = r"^[A-Za-z0-9_-]{1,64}$"
 TOKEN = r"^[A-Za-z0-9._:-]{1,100}$"
+
+# What the routes answer besides 200, as documented in /openapi.json: every error is an RFC 9457
+# problem, and bad input is a 400 (FastAPI would document a 422 it never sends; see `as_sent`).
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What went wrong and what to do next."},
+    },
+}
+
+
+def _problem(description: str) -> dict:
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+BAD_INPUT = {400: _problem("A malformed name, or a filter that is malformed or unknown.")}
+UNKNOWN_AGENT = {404: _problem("No agent of that name has registered.")}
+NOT_MODIFIED = {304: {"description": "Unchanged since the ETag sent in If-None-Match; no body."}}
 
 
 def build(settings: BusSettings) -> Agent:
@@ -47,7 +79,6 @@ def build(settings: BusSettings) -> Agent:
 
 
 def summary(view: AgentView) -> dict:
-    http = next((i.url for i in view.card.supported_interfaces if i.protocol_binding == HTTP_BINDING), None)
     return {
         "name": view.name,
         "description": view.card.description,
@@ -56,9 +87,15 @@ def summary(view: AgentView) -> dict:
         "live": view.live,
         "instances": len(view.instances),
         "lastHeartbeat": view.last_heartbeat.isoformat() if view.last_heartbeat else None,
-        "url": view.instances[0].url if view.instances else http,
+        "url": view.instances[0].url if view.instances else None,
         "card": f"/agents/{view.name}/card",
     }
+
+
+def served_card(view: AgentView) -> dict:
+    """The agent's card located at its first live instance; with none alive, it names no address
+    (the card in KV is shared by every instance and never carries one: bus/card_builder.py)."""
+    return locate(view.card, view.instances[0].url if view.instances else None).to_wire()
 
 
 def http_app(agent: Agent) -> FastAPI:
@@ -71,12 +108,14 @@ def http_app(agent: Agent) -> FastAPI:
             finally:
                 await app.state.directory.close()
 
-    api = FastAPI(
+    api = FastAPIOffline(  # /docs and /redoc with their assets served from here, not from a CDN
         title="agent-mesh registry",
         description="Agent cards (A2A v1.0) and liveness of every agent in the mesh.",
         version=agent.card.version,
         lifespan=lifespan,
     )
+    generate_openapi = api.openapi
+    api.openapi = lambda: as_sent(generate_openapi())
 
     def directory(request: Request) -> AgentDirectory:
         return request.app.state.directory
@@ -87,17 +126,22 @@ def http_app(agent: Agent) -> FastAPI:
             raise HTTPException(404, f"no agent named {name!r} has registered; see GET /agents?include=stale")
         return view
 
-    @api.exception_handler(HTTPException)
-    async def http_problem(request: Request, exc: HTTPException) -> JSONResponse:
-        title = {400: "Bad request", 404: "Not found"}.get(exc.status_code, "Error")
-        return JSONResponse(problem(exc.status_code, title, str(exc.detail)), exc.status_code, media_type=PROBLEM_JSON)
+    @api.exception_handler(StarletteHTTPException)  # ours, and Starlette's for unknown paths and methods
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        detail = str(exc.detail)
+        if not isinstance(exc, HTTPException):  # Starlette's own, whose detail is only the status phrase
+            detail = f"{request.method} {request.url.path[:200]}: {detail.lower()}; the API is described at /docs"
+        return JSONResponse(
+            problem(exc.status_code, title, detail), exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON
+        )
 
     @api.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(describe_errors(exc.errors(), whole="", skip=1))  # skip `query`/`path`
         return JSONResponse(problem(400, "Bad request", detail), 400, media_type=PROBLEM_JSON)
 
-    @api.get("/agents", summary="List agents, live ones by default")
+    @api.get("/agents", summary="List agents, live ones by default", responses=BAD_INPUT)
     async def list_agents(
         request: Request,
         skill: Annotated[str | None, Query(pattern=TOKEN, description="Skill id, e.g. review.security.")] = None,
@@ -113,25 +157,41 @@ def http_app(agent: Agent) -> FastAPI:
         views = directory(request).agents(skill=skill, tag=tag, q=q, include_stale=include == "stale")
         return {"agents": [summary(v) for v in views], "count": len(views)}
 
-    @api.get("/agents/{name}", summary="One agent: card, live instances, last heartbeat")
+    @api.get(
+        "/agents/{name}",
+        summary="One agent: card, live instances, last heartbeat",
+        responses={**BAD_INPUT, **UNKNOWN_AGENT},
+    )
     async def get_agent(request: Request, name: Annotated[str, Path(pattern=NAME)]) -> dict:
         view = known(request, name)
         return {
             **summary(view),
-            "card": view.card.to_wire(),
+            "card": served_card(view),
             "instanceList": [i.to_wire() for i in view.instances],
         }
 
-    @api.get("/agents/{name}/card", summary="One agent's A2A card")
+    @api.get(
+        "/agents/{name}/card", summary="One agent's A2A card", responses={**NOT_MODIFIED, **BAD_INPUT, **UNKNOWN_AGENT}
+    )
     async def get_card(request: Request, name: Annotated[str, Path(pattern=NAME)]) -> Response:
         view = known(request, name)
-        return _cacheable(request, view.card.to_wire())
+        return _cacheable(request, served_card(view))
 
-    own_card = agent.card.to_wire()
-
-    @api.get("/.well-known/agent-card.json", summary="The registry's own A2A card")
+    @api.get("/.well-known/agent-card.json", summary="The registry's own A2A card", responses=NOT_MODIFIED)
     async def well_known(request: Request) -> Response:
-        return _cacheable(request, own_card)
+        return _cacheable(request, agent.instance_card.to_wire())
+
+    @cache  # built on first request: the declarations cannot change while the process runs
+    def mesh_document() -> dict:
+        return asyncapi_document(mesh_agents(agent.settings), agent.settings)
+
+    @api.get(
+        "/asyncapi.json",
+        summary="The mesh's AsyncAPI 3.0 document: every subject, its publishers, consumers and schemas",
+        responses=NOT_MODIFIED,
+    )
+    async def asyncapi(request: Request) -> Response:
+        return _cacheable(request, mesh_document())
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
@@ -148,6 +208,18 @@ def http_app(agent: Agent) -> FastAPI:
         return JSONResponse(body, status, media_type=PROBLEM_JSON if status >= 400 else "application/json")
 
     return api
+
+
+def as_sent(schema: dict) -> dict:
+    """FastAPI's OpenAPI document less the 422 it lists for every route with parameters (bad
+    input is answered 400 here), with the problem schema the error responses refer to."""
+    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+        operation.get("responses", {}).pop("422", None)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    return schema
 
 
 def _cacheable(request: Request, document: dict) -> Response:

@@ -21,6 +21,7 @@ from bus.ops.embedded import EmbeddedNats, free_port
 from bus.ops.identities import Identities, generate_for_mesh
 from bus.ops.settings import MeshSettings
 from tests.gatekeeper import Gatekeeper
+from tests.node import NodeTools
 
 
 def _docker_engine_answers() -> bool:
@@ -120,3 +121,11 @@ def embedded_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def node_tools(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> NodeTools:
+    """The official Node.js clients of tests/node (NATS service API, AsyncAPI parser), installed
+    once into pytest's cache folder (a temporary one with `-p no:cacheprovider`)."""
+    cache = getattr(request.config, "cache", None)
+    return NodeTools.install(Path(cache.mkdir("node-tools")) if cache else tmp_path_factory.mktemp("node-tools"))

@@ -69,7 +69,10 @@ def parse_until(text: str, *, now: datetime | None = None) -> datetime:
     if text and _DURATION.sub("", text) == "":
         seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
         if seconds > 0:
-            return now + timedelta(seconds=seconds)
+            try:
+                return now + timedelta(seconds=seconds)
+            except OverflowError:
+                raise MeshError(f"--until {text!r} is further ahead than a calendar goes; leave --until out") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -196,7 +196,10 @@ async def purge(
         await _delete_payloads(js, settings, [stored])
         return 1
     offloaded = [d for d in await list_dead_letters(js, settings, service=service) if d.record.payload_object]
-    before = (await js.stream_info(s.dead_letter_stream)).state.messages
+    try:
+        before = (await js.stream_info(s.dead_letter_stream)).state.messages
+    except NotFoundError:
+        return 0  # no dead-letter stream (never provisioned): nothing to delete
     await js.purge_stream(s.dead_letter_stream, subject=s.dead_letter(service) if service else None)
     after = (await js.stream_info(s.dead_letter_stream)).state.messages
     await _delete_payloads(js, settings, offloaded)

@@ -13,9 +13,8 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from bus.connect import connect
+from bus.connect import connect, redact_nats_url
 from bus.errors import MeshError
 from bus.ops.cluster import EmbeddedCluster
 from bus.ops.embedded import EmbeddedNats, free_port
@@ -35,10 +34,15 @@ def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec
     return specs
 
 
-async def provision_mesh(settings: MeshSettings, *, names: list[str], reconcile: bool = True) -> Report:
+async def provision_mesh(
+    settings: MeshSettings, *, names: list[str], reconcile: bool = True, allow_downgrade: bool = False
+) -> Report:
     nc = await connect(settings, name="mesh-provision")
     try:
-        return await provision(nc.jetstream(), settings, all_consumers(settings, names), reconcile=reconcile)
+        consumers = all_consumers(settings, names)
+        return await provision(
+            nc.jetstream(), settings, consumers, reconcile=reconcile, allow_downgrade=allow_downgrade
+        )
     finally:
         await nc.drain()
 
@@ -77,6 +81,7 @@ class RunningMesh:
         # Never the password: tools that connect take the URL (with it) from MESH_NATS_URL.
         return {
             "nats_url": self.shown_nats_url,
+            "pid": os.getpid(),  # the process that runs this mesh (`mesh up`): `bus.ops.run_file` checks it
             "namespace": self.settings.namespace,
             "embedded_nats_pid": self.nats.process.pid if self.nats and self.nats.process else None,
             "embedded_cluster_pids": [n.process.pid for n in self.cluster.nodes if n.process] if self.cluster else None,
@@ -86,24 +91,6 @@ class RunningMesh:
                 for label, s in zip(replica_labels([s.name for s in self.services]), self.services, strict=True)
             },
         }
-
-
-def redact_nats_url(url: str) -> str:
-    """`nats://user:***@host:4222`: each URL of a comma-separated list with its password (or, for
-    `nats://token@host`, its token) masked; URLs without credentials are returned as they are."""
-    return ",".join(_redact_one_url(part) for part in url.split(","))
-
-
-def _redact_one_url(url: str) -> str:
-    bare = "://" not in url  # nats-py also takes `user:pass@host:4222`
-    parts = urlsplit(("nats://" if bare else "") + url.strip())
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user, has_password, _ = userinfo.partition(":")
-    masked = f"{user}:***" if has_password else "***"  # a lone user part is a token in NATS
-    shown = urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
-    return shown.removeprefix("nats://") if bare else shown
 
 
 def replica_labels(names: list[str]) -> list[str]:

@@ -4,9 +4,10 @@ Children run in their own process group (a terminal's Ctrl-C reaches only us, so
 in order: services first, NATS last) and, on Linux, receive SIGTERM if we die, so not even a
 SIGKILLed `mesh up` leaves orphans.
 
-`supervise` is one round of `mesh up`'s watch: a service that exited is started again, and one
-that is alive but no longer answers its health probe (its event loop stuck, or the process
-frozen) is killed and started again once its `Watchdog` says it has been silent long enough.
+`supervise` is one round of `mesh up`'s watch: a service that exited is started again (at once
+the first time, then with a growing `Backoff` while it keeps dying), and one that is alive but
+no longer answers its health probe (its event loop stuck, or the process frozen) is killed and
+started again once its `Watchdog` says it has been silent long enough.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from bus.ops.backoff import Backoff
 
 _PR_SET_PDEATHSIG = 1
 PROBE_TIMEOUT = 1.0  # a live event loop answers /readyz in milliseconds
@@ -93,6 +96,7 @@ class ServiceProcess:
     restarts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     watchdog: Watchdog = field(default_factory=Watchdog)
+    backoff: Backoff = field(default_factory=Backoff)
     state: str = "starting"  # the last probe: ready, not ready, no answer, down
     last_restart: str = ""  # why it was last started again, for the status line
 
@@ -108,6 +112,7 @@ class ServiceProcess:
         env = {**self.env, **self.extra_env, "MESH_HTTP_PORT": str(self.port), "MESH_HTTP_HOST": self.host}
         self.process = spawn([sys.executable, "-m", "bus.ops.cli", "run", self.name], env=env, log_path=self.log_path)
         self.watchdog.restarted(time.monotonic())
+        self.backoff.started(time.monotonic())
         self.state = "starting"
         return self
 
@@ -172,6 +177,9 @@ def supervise(
             code = service.process.returncode if service.process else None
             if code == EXIT_DRAINED:
                 service.state = "drained"
+                continue
+            if not service.backoff.due(clock()):  # it keeps dying: wait before the next try
+                service.state = f"down (exit {code}); restart in {service.backoff.remaining(clock()):.0f} s"
                 continue
             service.restart(f"exited with code {code}")
             restarted.append(service)

@@ -51,9 +51,9 @@ async def test_chaos_loses_and_duplicates_nothing(kind, tmp_path):
 
 
 async def test_chaos_refuses_an_unknown_kill_kind(tmp_path):
-    """A typo in --kill is a clear error, not a run."""
+    """A typo in --kill is a usage error (exit 2), not a run."""
     result = await asyncio.to_thread(mesh, "chaos", "--kill", "disk", MESH_HOME=str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown kill kind 'disk'" in result.stderr
 
 

@@ -45,7 +45,13 @@ def bench_llm(
     Example: `mesh bench llm` (about 80 s), or `mesh bench llm --proposals 10 --latency 0.1`
     """
     from bus.ops.bench.llm import LLMBenchPlan, run_llm_bench
+    from services.llm.chain import parse_chain
+    from services.llm.errors import LLMConfigError
 
+    try:
+        parse_chain(chain, field_name="--chain")
+    except LLMConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--chain: "), param_hint="'--chain'") from None
     settings: MeshSettings = ctx.obj
     plan = LLMBenchPlan(
         rpm=rpm,

@@ -194,58 +194,56 @@ def _ratios_table(rows: list[Row]) -> Table:
 
 
 def _authorization_table(rows: list[Row]) -> Table:
-    table = Table(
-        "R",
-        "C",
-        f"{MESH} /s",
-        f"{MESH_OPEN} /s",
-        f"{MESH} p50 ms",
-        f"{MESH_OPEN} p50 ms",
-        f"throughput {MESH}/{MESH_OPEN}",
-        f"p50 {MESH} - {MESH_OPEN}",
+    return _cost_table(
+        rows,
+        system=MESH,
+        against=MESH_OPEN,
+        cost=Row.authorization_cost,
         title=f"Authorization cost: {MESH} (one identity per service) against {MESH_OPEN} (no authorization)",
         caption="medians over repeats; the same services, with and without the server checking each publish and "
         "subscription",
     )
-    for row in rows:
-        if cost := row.authorization_cost():
-            ratio = cost["throughput_ratio"]
-            table.add_row(
-                str(row.replicas),
-                str(row.concurrency),
-                *(f"{row.median(name, 'throughput'):.1f}" for name in (MESH, MESH_OPEN)),
-                *(f"{row.median(name, 'p50'):.2f}" for name in (MESH, MESH_OPEN)),
-                f"{ratio:.2f}x ({ratio - 1:+.0%})",
-                f"{cost['p50_delta_ms']:+.2f} ms",
-            )
-    return table
 
 
 def _tracing_table(rows: list[Row]) -> Table:
-    table = Table(
-        "R",
-        "C",
-        f"{MESH} /s",
-        f"{MESH_TRACED} /s",
-        f"{MESH} p50 ms",
-        f"{MESH_TRACED} p50 ms",
-        f"throughput {MESH_TRACED}/{MESH}",
-        f"p50 {MESH_TRACED} - {MESH}",
+    return _cost_table(
+        rows,
+        system=MESH_TRACED,
+        against=MESH,
+        cost=Row.tracing_cost,
         title=f"Tracing cost: {MESH_TRACED} (every service exporting spans to a trace store) against {MESH} "
         "(tracing off)",
         caption="medians over repeats; the same secured services, with spans exported over OTLP/HTTP and stored "
         "in JetStream as `mesh up` does; the store's own CPU is in the trace-store column above",
     )
+
+
+def _cost_table(rows: list[Row], *, system: str, against: str, cost, title: str, caption: str) -> Table:
+    """What one feature costs: `system` (with it) against `against` (without), per row; the
+    plain mesh's columns first."""
+    first, second = (system, against) if system == MESH else (against, system)
+    table = Table(
+        "R",
+        "C",
+        f"{first} /s",
+        f"{second} /s",
+        f"{first} p50 ms",
+        f"{second} p50 ms",
+        f"throughput {system}/{against}",
+        f"p50 {system} - {against}",
+        title=title,
+        caption=caption,
+    )
     for row in rows:
-        if cost := row.tracing_cost():
-            ratio = cost["throughput_ratio"]
+        if figures := cost(row):
+            ratio = figures["throughput_ratio"]
             table.add_row(
                 str(row.replicas),
                 str(row.concurrency),
-                *(f"{row.median(name, 'throughput'):.1f}" for name in (MESH, MESH_TRACED)),
-                *(f"{row.median(name, 'p50'):.2f}" for name in (MESH, MESH_TRACED)),
+                *(f"{row.median(name, 'throughput'):.1f}" for name in (first, second)),
+                *(f"{row.median(name, 'p50'):.2f}" for name in (first, second)),
                 f"{ratio:.2f}x ({ratio - 1:+.0%})",
-                f"{cost['p50_delta_ms']:+.2f} ms",
+                f"{figures['p50_delta_ms']:+.2f} ms",
             )
     return table
 

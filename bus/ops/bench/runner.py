@@ -37,7 +37,7 @@ class Plan:
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     repeat: int = 1
     warmup: int = 100
-    open_rounds: int = 10_000
+    open_rounds: int = 0  # opt-in: `--open-rounds 10000` takes minutes
     probes: int = 100
     deadline_seconds: float = 600.0  # no deadline fires while a row is measured
     timeout_seconds: float = 60.0  # a proposal without an outcome by then counts as missing

@@ -8,12 +8,14 @@ import json
 from typing import Annotated
 
 import typer
+from nats.js.errors import BucketNotFoundError
 from rich.console import Console
-from rich.table import Table
 
 from bus.connect import connect
 from bus.directory import AgentDirectory, AgentView
+from bus.errors import MeshError
 from bus.ops import admin
+from bus.ops.cli.render import folded_table
 from bus.ops.settings import MeshSettings
 from contracts.admin import AdminAction
 
@@ -29,7 +31,7 @@ def agents(
     skill: Annotated[str | None, typer.Option(help="Only agents with this skill id, e.g. review.security.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only agents with a skill carrying this tag.")] = None,
     stale: Annotated[bool, typer.Option("--stale", help="Also list agents with no live instance.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of the agents.")] = False,
 ) -> None:
     """List the agents in the mesh: name, skills, live instances, last heartbeat, URL, whether
     its consumers deliver (`running`) or are paused (`mesh admin pause`), and the last operator
@@ -43,7 +45,7 @@ def agents(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "skills", "instances", "last heartbeat", "url", "consumers", "last admin action", box=None)
+    table = folded_table("name", "skills", "instances", "last heartbeat", "url", "consumers", "last admin action")
     for row in rows:
         last = row["lastAdminAction"]
         table.add_row(
@@ -61,7 +63,14 @@ def agents(
 async def _load(settings: MeshSettings, *, skill: str | None, tag: str | None, stale: bool) -> list[dict]:
     nc = await connect(settings, name="mesh-agents")
     try:
-        directory = await AgentDirectory.watch(nc, settings)
+        try:
+            directory = await AgentDirectory.watch(nc, settings)
+        except BucketNotFoundError:
+            raise MeshError(
+                f"no agent registry on this mesh (KV bucket {settings.subjects.agents_bucket} or "
+                f"{settings.subjects.instances_bucket} is missing): start the mesh with `mesh up`, or run "
+                "`mesh provision`"
+            ) from None
         try:
             views = directory.agents(skill=skill, tag=tag, include_stale=stale)
         finally:

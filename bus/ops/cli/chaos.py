@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from bus.errors import MeshError
+from bus.ops.arguments import positive
 from bus.ops.chaos import FREEZE_TARGETS, KINDS, ChaosPlan, run_chaos
 from bus.ops.settings import MeshSettings
 
 MB = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SHOWN_WRONG = 10  # wrong outcomes named on stderr; the count is on the summary line
 
 
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 def chaos(
     ctx: typer.Context,
-    proposals: Annotated[int, typer.Option(help="Releases to propose.")] = 100,
+    proposals: Annotated[int, typer.Option(min=1, help="Releases to propose.")] = 100,
     kill: Annotated[
         str,
         typer.Option(help=f"What to SIGKILL: {', '.join(KINDS)}. `freeze` SIGSTOPs a service instead (see --freeze)."),
@@ -37,16 +38,21 @@ def chaos(
     freeze_for: Annotated[
         float | None,
         typer.Option(
-            help="With --kill freeze, seconds each freeze lasts (default: deadline + 10, past the heartbeat TTL too)."
+            callback=positive,
+            help="With --kill freeze, seconds each freeze lasts (default: deadline + 10, past the heartbeat TTL too).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the kill moments and victims: the same seed, the same run.")] = 0,
-    kills: Annotated[int, typer.Option(help="How many kills (each followed by a restart).")] = 3,
-    rate: Annotated[float, typer.Option(help="Proposals per second; 0 sends them all at once (a burst).")] = 50.0,
-    replicas: Annotated[int, typer.Option(help="Processes per service.")] = 1,
-    deadline: Annotated[float, typer.Option(help="Round deadline, seconds.")] = 60.0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the kill moments and victims: the same seed, the same run.")
+    ] = 0,
+    kills: Annotated[int, typer.Option(min=0, help="How many kills (each followed by a restart).")] = 3,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Proposals per second; 0 sends them all at once (a burst).")
+    ] = 50.0,
+    replicas: Annotated[int, typer.Option(min=1, help="Processes per service.")] = 1,
+    deadline: Annotated[float, typer.Option(callback=positive, help="Round deadline, seconds.")] = 60.0,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for the outcomes (default grows with N).")
+        float | None, typer.Option(callback=positive, help="Seconds to wait for the outcomes (default grows with N).")
     ] = None,
     rss: Annotated[bool, typer.Option("--rss", help="Also print each service's memory before and after.")] = False,
     log_level: Annotated[
@@ -75,13 +81,15 @@ def chaos(
     `mesh chaos --kill freeze --freeze reviewer --freeze-for 30 --deadline 20`
     """
     if kill not in KINDS:
-        raise MeshError(f"unknown kill kind {kill!r}; choose one of {', '.join(KINDS)}")
+        raise typer.BadParameter(f"unknown kill kind {kill!r}; choose one of {', '.join(KINDS)}", param_hint="'--kill'")
     if freeze not in FREEZE_TARGETS:
-        raise MeshError(f"unknown freeze target {freeze!r}; choose one of {', '.join(FREEZE_TARGETS)}")
-    if freeze_for is not None and freeze_for <= 0:
-        raise MeshError("--freeze-for must be a positive number of seconds")
-    if proposals < 1:
-        raise MeshError("--proposals must be at least 1")
+        raise typer.BadParameter(
+            f"unknown freeze target {freeze!r}; choose one of {', '.join(FREEZE_TARGETS)}", param_hint="'--freeze'"
+        )
+    if log_level.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"unknown log level {log_level!r}; choose one of {', '.join(LOG_LEVELS)}", param_hint="'--log-level'"
+        )
     settings: MeshSettings = ctx.obj
     plan = ChaosPlan(
         proposals=proposals,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from bus.connect import connect
+from bus.errors import MeshError
 from bus.ops import admin
+from bus.ops.arguments import BadUsage, positive
+from bus.ops.cli.render import folded_table
 from bus.ops.settings import MeshSettings
 from contracts.admin import Action, AdminAction
 
@@ -31,6 +34,14 @@ Agent = Annotated[str, typer.Argument(help="The agent, e.g. security.")]
 
 def register(app: typer.Typer) -> None:
     app.add_typer(admin_app)
+
+
+def _checked(check, *args):
+    """A library check of an argument: its refusal is a usage error (exit 2), not a failure."""
+    try:
+        return check(*args)
+    except MeshError as exc:
+        raise BadUsage(str(exc)) from None
 
 
 async def _with_nats(settings: MeshSettings, work):
@@ -59,8 +70,8 @@ def pause(
     Example: `mesh admin pause security --until 30m`, `mesh admin pause compliance --until 2026-11-28T09:00:00Z`
     """
     settings: MeshSettings = ctx.obj
-    admin.check_agent(agent)
-    moment = admin.parse_until(until) if until is not None else None
+    _checked(admin.check_agent, agent)
+    moment = _checked(admin.parse_until, until) if until is not None else None
     action = asyncio.run(
         _with_nats(settings, lambda nc: admin.pause(nc, settings, agent, until=moment, by=admin.operator(settings)))
     )
@@ -76,7 +87,7 @@ def resume(ctx: typer.Context, agent: Agent) -> None:
     Example: `mesh admin resume security`
     """
     settings: MeshSettings = ctx.obj
-    admin.check_agent(agent)
+    _checked(admin.check_agent, agent)
     action = asyncio.run(
         _with_nats(settings, lambda nc: admin.resume(nc, settings, agent, by=admin.operator(settings)))
     )
@@ -87,7 +98,9 @@ def resume(ctx: typer.Context, agent: Agent) -> None:
 def drain(
     ctx: typer.Context,
     agent: Agent,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the instances to answer.")] = 2.0,
+    timeout: Annotated[
+        float, typer.Option(callback=positive, help="Seconds to wait for the instances to answer.")
+    ] = 2.0,
 ) -> None:
     """Ask every live instance of an agent to finish its in-flight work and exit.
 
@@ -108,8 +121,8 @@ def drain(
 def history(
     ctx: typer.Context,
     agent: Annotated[str | None, typer.Argument(help="Only this agent's actions.")] = None,
-    limit: Annotated[int, typer.Option(help="Show the newest N actions (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line.")] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Show the newest N actions (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of the actions.")] = False,
 ) -> None:
     """List recorded operator actions, oldest first: when, who, what, on which agent.
 
@@ -120,13 +133,12 @@ def history(
         _with_nats(settings, lambda nc: admin.history(nc.jetstream(), settings, agent=agent, limit=limit or None))
     )
     if as_json:
-        for action in found:
-            typer.echo(action.model_dump_json())
+        typer.echo(json.dumps([action.model_dump(mode="json") for action in found], indent=2))
         return
     if not found:
         console.print("no recorded actions" + (f" on {agent}" if agent else ""))
         return
-    table = Table("at", "action", "agent", "by", "until", "what", box=None)
+    table = folded_table("at", "action", "agent", "by", "until", "what")
     for action in found:
         table.add_row(
             action.at.strftime("%Y-%m-%d %H:%M:%S"),

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from bus.connect import connect
 from bus.ops import dead_letters as dlq
+from bus.ops.arguments import confirm
+from bus.ops.cli.render import folded_table
 from bus.ops.settings import MeshSettings
 from bus.telemetry import Telemetry
 from bus.tracing import tracing_from_environment
@@ -52,8 +53,8 @@ def _row(stored: dlq.StoredDeadLetter, settings: MeshSettings) -> dict:
 def list_(
     ctx: typer.Context,
     service: Annotated[str | None, typer.Option(help="Only this service's dead letters.")] = None,
-    limit: Annotated[int, typer.Option(help="Show the newest N records (0: all).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per line, payload included.")] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Show the newest N records (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of the records, payloads too.")] = False,
 ) -> None:
     """List dead letters, oldest first: sequence, when, service, why, delivery count.
 
@@ -64,16 +65,12 @@ def list_(
         _with_js(settings, lambda js: dlq.list_dead_letters(js, settings, service=service, limit=limit or None))
     )
     if as_json:
-        for stored in found:
-            typer.echo(json.dumps(_row(stored, settings)))
+        typer.echo(json.dumps([_row(stored, settings) for stored in found], indent=2))
         return
     if not found:
         console.print("no dead letters" + (f" for {service}" if service else ""))
         return
-    table = Table(box=None)
-    for column in ("seq", "dead at", "service", "type", "deliveries", "subject"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("error", overflow="fold")
+    table = folded_table("seq", "dead at", "service", "type", "deliveries", "subject", "error")
     for stored in found:
         r = stored.record
         replayed = f" (replay of {r.headers[dlq.REPLAY_OF]})" if dlq.REPLAY_OF in r.headers else ""
@@ -86,7 +83,7 @@ def list_(
             r.error_type,
             str(r.deliveries),
             r.subject,
-            (r.error[:70] + ("…" if len(r.error) > 70 else "")) + replayed,
+            r.error + replayed,
         )
     console.print(table)
 
@@ -94,7 +91,7 @@ def list_(
 @dlq_app.command()
 def show(
     ctx: typer.Context,
-    seq: Annotated[int, typer.Argument(help="Sequence of the record (from `mesh dlq list`).")],
+    seq: Annotated[int, typer.Argument(min=1, help="Sequence of the record (from `mesh dlq list`).")],
 ) -> None:
     """Print one dead letter in full, as JSON: the original payload, headers, subject, error.
 
@@ -111,7 +108,7 @@ def show(
 @dlq_app.command()
 def replay(
     ctx: typer.Context,
-    seq: Annotated[int, typer.Argument(help="Sequence of the record to replay.")],
+    seq: Annotated[int, typer.Argument(min=1, help="Sequence of the record to replay.")],
 ) -> None:
     """Publish a dead letter's original payload and headers again, to its original subject.
 
@@ -140,7 +137,7 @@ def replay(
 def purge(
     ctx: typer.Context,
     service: Annotated[str | None, typer.Option(help="Only this service's dead letters.")] = None,
-    seq: Annotated[int | None, typer.Option(help="Only the record at this sequence.")] = None,
+    seq: Annotated[int | None, typer.Option(min=1, help="Only the record at this sequence.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete dead letters: all of them, one service's, or one record.
@@ -155,7 +152,7 @@ def purge(
         if service
         else "every dead letter"
     )
-    if not yes and not typer.confirm(f"Delete {what}?"):
+    if not confirm(f"Delete {what}?", yes=yes):
         raise typer.Exit(1)
     removed = asyncio.run(_with_js(settings, lambda js: dlq.purge(js, settings, service=service, seq=seq)))
     console.print(f"deleted {removed} dead letter{'s' if removed != 1 else ''}")

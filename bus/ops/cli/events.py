@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from nats.js.errors import NoStreamResponseError
 from pydantic import ValidationError
 from rich.console import Console
 
 from bus.client import MeshClient
+from bus.errors import MeshError
 from bus.ops.cli.render import EXIT_CODES, EXIT_INVALID, EXIT_NO_OUTCOME, print_outcome
 from bus.ops.settings import MeshSettings
 from bus.telemetry import Telemetry
@@ -32,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    typer.secho(f"error: {message}", err=True, fg="red")  # one line, however narrow the terminal
     return typer.Exit(EXIT_INVALID)
 
 
@@ -40,7 +42,7 @@ def publish(
     ctx: typer.Context,
     event_type: Annotated[str, typer.Argument(help="Event type, e.g. release.proposed.")],
     source: Annotated[str, typer.Argument(help="JSON file with the event, or - for standard input.")],
-    wait: Annotated[float | None, typer.Option("--wait", help="Wait up to SECONDS for the outcome.")] = None,
+    wait: Annotated[float | None, typer.Option("--wait", min=0, help="Wait up to SECONDS for the outcome.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Validate an event against its contract and publish it.
@@ -55,24 +57,37 @@ def publish(
     if contract is None or not contract.publishable:
         publishable = ", ".join(c.name for c in CONTRACTS.values() if c.publishable)
         raise _fail(f"unknown event type {event_type!r}; you can publish: {publishable}")
+    where = "standard input" if source == "-" else source
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = data.decode()
     except OSError as exc:
         raise _fail(f"cannot read {source}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            f"{where} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+            "nothing was published: save it as UTF-8 JSON"
+        ) from None
     try:
         proposal = ReleaseProposed.model_validate_json(text)
     except ValidationError as exc:
-        problems = [f"  {line}" for line in describe_errors(exc, whole="(document)")]
-        raise _fail(f"{source} is not a valid {event_type}; nothing was published:\n" + "\n".join(problems)) from None
+        problems = "; ".join(describe_errors(exc, whole="(document)"))
+        raise _fail(f"{where} is not a valid {event_type}; nothing was published: {problems}") from None
     settings: MeshSettings = ctx.obj
-    outcome, trace_id = asyncio.run(_publish(settings, proposal, wait))
+    try:
+        outcome, trace_id = asyncio.run(_publish(settings, proposal, wait))
+    except NoStreamResponseError:
+        raise MeshError(
+            f"no stream stores {event_type} in namespace {settings.namespace!r}; nothing was published: "
+            "start the mesh (`mesh up`) or run `mesh provision` first"
+        ) from None
     if trace_id:  # on stderr with --json, so standard output stays one JSON document
         (err if as_json else console).print(f"trace {trace_id}", highlight=False)
     if wait is None:
         if not as_json:
             console.print(f"published {event_type} {proposal.release_id} (event {proposal.event_id})")
         else:
-            typer.echo(json.dumps({"published": event_type, "release_id": proposal.release_id}))
+            typer.echo(json.dumps({"published": event_type, "release_id": proposal.release_id}, indent=2))
         return
     if outcome is None:
         err.print(f"no outcome for {proposal.release_id} within {wait:g} s")

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bus.errors import MeshError
+from bus.ops.arguments import BadUsage
+from bus.ops.cli.render import folded_table
 from bus.ops.identities import NAME, Identities, generate_for_mesh, load_publishers
 from bus.ops.settings import MeshSettings
 
@@ -58,7 +60,7 @@ def generate(
     Example: `mesh identities generate --out /etc/mesh/identities --print`
     """
     settings: MeshSettings = ctx.obj
-    made = generate_for_mesh(settings, out or settings.identities_folder, rotate=rotate)
+    made = _generate(settings, out or settings.identities_folder, rotate=rotate)
     _reload_embedded(settings, made)
     if print_block:
         typer.echo(made.authorization(), nl=False)
@@ -88,13 +90,13 @@ def add_publisher(
     """
     settings: MeshSettings = ctx.obj
     if not re.match(NAME, name):
-        raise MeshError(f"publisher name {name!r}: use letters, digits, '-' or '_' (at most 64)")
+        raise BadUsage(f"publisher name {name!r}: use letters, digits, '-' or '_' (at most 64)")
     bad = [event for event in events if not EVENT.match(event)]
     if bad:
-        raise MeshError(f"--events {bad[0]!r} is not an event type (lowercase words joined by dots: release.proposed)")
+        raise BadUsage(f"--events {bad[0]!r} is not an event type (lowercase words joined by dots: release.proposed)")
     folder = out or settings.identities_folder
     publishers = {**load_publishers(folder), name: sorted(set(events))}
-    made = generate_for_mesh(settings, folder, publishers=publishers)
+    made = _generate(settings, folder, publishers=publishers)
     reloaded = _reload_embedded(settings, made)
     console.print(
         f"publisher {name}: may publish {', '.join(publishers[name])} and read outcomes; "
@@ -116,7 +118,7 @@ def show(
     folder = out or settings.identities_folder
     if not (folder / "operator.nk").exists():
         raise MeshError(f"no identities in {folder}; run `mesh identities generate` (or `mesh up`) first")
-    made = generate_for_mesh(settings, folder)  # same seeds; the permissions as the code declares them now
+    made = _generate(settings, folder)  # same seeds; the permissions as the code declares them now
     if as_json:
         rows = {i.name: {"kind": i.kind, "publicKey": i.public_key, **i.permissions.as_config()} for i in made.members}
         typer.echo(json.dumps(rows, indent=2))
@@ -124,9 +126,17 @@ def show(
     typer.echo(_listing(made), nl=False)
 
 
+def _generate(settings: MeshSettings, folder: Path, **options) -> Identities:
+    try:
+        return generate_for_mesh(settings, folder, **options)
+    except OSError as exc:
+        which = f" ({exc.filename})" if exc.filename and Path(exc.filename) != folder else ""
+        raise MeshError(f"cannot write the identities in {folder}: {exc.strerror or exc}{which}") from None
+
+
 def _table(made: Identities) -> Table:
     """One row per identity: the mesh subjects it may publish, and how many rules it has."""
-    table = Table("identity", "kind", "publishes (mesh subjects)", "rules", box=None)
+    table = folded_table("identity", "kind", "publishes (mesh subjects)", "rules")
     for identity in made.members:
         permissions = identity.permissions
         own = [rule for rule in permissions.publish if not rule.startswith("$")]

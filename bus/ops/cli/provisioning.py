@@ -10,10 +10,11 @@ import nats.errors
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from bus.connect import connect
 from bus.errors import MeshError
+from bus.ops.arguments import BadUsage
+from bus.ops.cli.render import folded_table
 from bus.ops.launcher import provision_mesh, redact_nats_url
 from bus.ops.permission_probe import Result, probe, standard_checks
 from bus.ops.settings import MeshSettings
@@ -39,13 +40,23 @@ def provision(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --check-permissions: print JSON.")] = False,
+    allow_downgrade: Annotated[
+        bool,
+        typer.Option(
+            "--allow-downgrade",
+            help="Also apply changes that lose durability or data (fewer replicas, shorter or smaller "
+            "limits, memory storage, another retention); without it they are refused (exit 1).",
+        ),
+    ] = False,
 ) -> None:
     """Create or reconcile every stream, consumer and KV bucket, and report what changed.
 
     FastStream silently keeps a durable consumer's old settings; this command does not: it
-    compares each object with the desired state and corrects any drift.
+    compares each object with the desired state and corrects any drift. A change that would
+    lose durability or data, such as R3 streams made R1 because MESH_STREAM_REPLICAS was not
+    set, is refused and reported (exit 1) unless `--allow-downgrade` is given.
 
-    Example: `MESH_NATS_URL=nats://127.0.0.1:4222 mesh provision`
+    Example: `MESH_NATS_URL=nats://127.0.0.1:4222 mesh provision --check`, then without `--check`
     """
     from services.index import SERVICES
 
@@ -56,18 +67,30 @@ def provision(
         _show_permissions(settings, results, as_json=as_json)
         return
     if as_json:
-        raise MeshError("--json goes with --check-permissions")
-    report = asyncio.run(provision_mesh(settings, names=list(SERVICES), reconcile=not check))
+        raise BadUsage("--json goes with --check-permissions")
+    report = asyncio.run(
+        provision_mesh(settings, names=list(SERVICES), reconcile=not check, allow_downgrade=allow_downgrade)
+    )
     for line in report.created:
         console.print(f"[green]created[/]   {line}")
     for line in report.updated:
         console.print(f"[yellow]corrected[/] {line}")
     for line in report.drifted:
         console.print(f"[red]drift[/]     {line}")
+    for line in report.refused:
+        console.print(f"[red]refused[/]   {line}")
     console.print(
         f"{len(report.created)} created, {len(report.updated)} corrected, "
-        f"{len(report.drifted)} drifted, {len(report.unchanged)} already right"
+        f"{len(report.drifted)} drifted, {len(report.refused)} refused, {len(report.unchanged)} already right"
     )
+    if report.refused:
+        console.print(
+            f"Refused {len(report.refused)} change(s) that would lose durability or data; they were left as they "
+            "are. If the server is right, set the MESH_* settings to match it (on a 3-node cluster "
+            "MESH_STREAM_REPLICAS=3); to apply them anyway, run `mesh provision --allow-downgrade`.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     if check and report.drifted:
         raise typer.Exit(1)
 
@@ -106,7 +129,7 @@ def _show_permissions(settings: MeshSettings, results: list[Result], *, as_json:
         f"permissions on {escape(server)} with credential {escape(credential or '(none: MESH_NATS_CREDENTIALS unset)')}",
         highlight=False,
     )
-    table = Table("check", "subject", "result", box=None)
+    table = folded_table("check", "subject", "result")
     notes = list(dict.fromkeys(r.check.note for r in results if r.check.note))
     for r in results:
         verdict = "[green]allowed[/]" if r.allowed else "[red]denied[/]"

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from contracts.outcomes import Outcome, RoundDecided
 
 _STYLE = {Outcome.APPROVED: "bold green", Outcome.BLOCKED: "bold red", Outcome.ESCALATED: "bold yellow"}
 _VERDICT_STYLE = {"approve": "green", "reject": "red", "needs_human": "yellow"}
+
+
+def folded_table(*columns: str) -> Table:
+    """A borderless table whose cells wrap, and fold a word too long for its column (a URL, a
+    subject), instead of cutting it with `…`: a narrow terminal gets taller rows, never less text."""
+    table = Table(box=None)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 def print_outcome(console: Console, outcome: RoundDecided) -> None:

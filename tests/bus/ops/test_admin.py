@@ -272,10 +272,10 @@ async def test_the_cli_pauses_resumes_and_shows_state_and_history(settings, clie
         resumed = await asyncio.to_thread(mesh, "admin", "resume", "security", settings=settings)
         assert resumed.returncode == 0 and resumed.stdout.startswith("resumed security:")
         history = await asyncio.to_thread(mesh, "admin", "history", "--json", settings=settings)
-        assert [json.loads(line)["action"] for line in history.stdout.splitlines()] == ["pause", "resume"]
+        assert [row["action"] for row in json.loads(history.stdout)] == ["pause", "resume"]
 
     bad = await asyncio.to_thread(mesh, "admin", "pause", "security", "--until", "soon", settings=settings)
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --until 'soon'")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --until 'soon'")
     assert len(bad.stderr.strip().splitlines()) == 1
     unknown = await asyncio.to_thread(mesh, "admin", "drain", "nobody", "--timeout", "0.5", settings=settings)
     assert unknown.returncode == 1 and "no instance of 'nobody' answered" in unknown.stderr

@@ -41,7 +41,7 @@ async def test_dead_letters_are_listed_shown_replayed_once_and_purged(make_setti
 
         listed = await asyncio.to_thread(mesh, "dlq", "list", "--json", settings=settings)
         assert listed.returncode == 0, listed.stderr
-        [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+        [row] = json.loads(listed.stdout)
         assert row["service"] == "fragile" and "database is down" in row["error"]
         seq = row["seq"]
 

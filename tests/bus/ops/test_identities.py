@@ -67,8 +67,8 @@ def test_cli_generate_print_and_add_publisher_with_one_line_errors(tmp_path):
     added = mesh("add-publisher", "ci", "--events", "release.proposed")
     assert added.returncode == 0 and (tmp_path / ".mesh" / "identities" / "ci.nk").exists()
     bad = mesh("add-publisher", "c i", "--events", "release.proposed")
-    assert bad.returncode == 1 and bad.stderr.startswith("error: publisher name") and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: publisher name") and "Traceback" not in bad.stderr
     bad_event = mesh("add-publisher", "ci", "--events", "Release!")
-    assert bad_event.returncode == 1 and "--events" in bad_event.stderr
+    assert bad_event.returncode == 2 and "--events" in bad_event.stderr
     shown = mesh("show")
     assert "ci (publisher" in shown.stdout and "publish    mesh.events.release.proposed" in shown.stdout

@@ -52,3 +52,44 @@ def test_of_any_two_systems_each_goes_first_as_often():
         for b in systems:
             if a != b:
                 assert sum(order.index(a) < order.index(b) for order in turns) == 2
+
+
+def test_the_open_rounds_step_runs_only_when_asked(planned):
+    """A plain run skips growing the coordinator to many open rounds (minutes of work);
+    `--open-rounds N` asks for it."""
+    cli = CliRunner()
+    plain = cli.invoke(app, ["bench", "-n", "200", "-c", "1"])
+    asked = cli.invoke(app, ["bench", "-n", "200", "-c", "1", "--open-rounds", "10000"])
+
+    assert plain.exit_code == 0 and asked.exit_code == 0, plain.output + asked.output
+    assert [plan.open_rounds for plan in planned] == [0, 10_000]
+    assert "no open-rounds step" in plain.output
+    assert runner.Plan().open_rounds == 0
+
+
+class MissedTarget(BenchReport):
+    def targets(self) -> list[dict]:
+        return [
+            {"target": "throughput >= 0.5x floor at C=128, R=1", "value": 0.7, "met": True},
+            {"target": "p50 <= 2.0x floor at C=1, R=1", "value": 2.5, "met": False},
+        ]
+
+
+@pytest.mark.parametrize(("flags", "exit_code"), [([], 0), (["--fail-on-targets"], 1)])
+def test_a_target_not_met_fails_the_command_only_when_asked(monkeypatch, tmp_path, flags, exit_code):
+    """A target not met is always reported; it ends `mesh bench` with status 1 only with
+    --fail-on-targets."""
+    monkeypatch.setattr(runner, "run_bench", lambda *args, **kwargs: MissedTarget(config={}))
+    monkeypatch.setenv("MESH_HOME", str(tmp_path))
+
+    result = CliRunner().invoke(app, ["bench", "-n", "10", "-c", "1", *flags])
+
+    assert result.exit_code == exit_code, result.output
+    assert "not met" in result.output and "p50 <= 2.0x floor" in result.output
+
+
+def test_targets_all_met_pass_with_fail_on_targets(planned):
+    """With every target met (here: none measured), --fail-on-targets exits 0."""
+    result = CliRunner().invoke(app, ["bench", "-n", "10", "-c", "1", "--fail-on-targets"])
+
+    assert result.exit_code == 0, result.output
