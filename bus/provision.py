@@ -52,6 +52,7 @@ class Report:
     drifted: list[str] = field(default_factory=list)  # seen but left alone (ensure mode)
     unchanged: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # downgrades left alone: not allowed
+    missing: list[str] = field(default_factory=list)  # absent, and not created (`create=False`)
 
 
 def desired_streams(settings: BusSettings) -> list[StreamConfig]:
@@ -227,18 +228,27 @@ async def provision(
     *,
     reconcile: bool,
     allow_downgrade: bool = False,
+    create: bool = True,
 ) -> Report:
     """Create whatever is missing; with `reconcile`, also change what drifted, except a
     change that loses durability or data (`Change.loss`) unless `allow_downgrade`: that one
-    is left as it is and listed in `Report.refused`."""
+    is left as it is and listed in `Report.refused`. With `create=False` nothing is changed at
+    all: what is missing is only listed (`mesh provision --check`)."""
     report = Report()
+
+    async def make(what: str, action) -> None:
+        if create:
+            await action()
+            report.created.append(what)
+        else:
+            report.missing.append(what)
+
     for desired in desired_streams(settings):
         what = f"stream {desired.name}"
         try:
             info = await js.stream_info(desired.name)
         except NotFoundError:
-            await js.add_stream(desired)
-            report.created.append(what)
+            await make(what, lambda desired=desired: js.add_stream(desired))
             continue
         changes = _diff(info.config, desired, _STREAM_FIELDS)
         refused = [c for c in changes if c.loss and not allow_downgrade]
@@ -268,8 +278,7 @@ async def provision(
             await js.key_value(bucket.bucket)
             report.unchanged.append(what)
         except BucketNotFoundError:
-            await js.create_key_value(bucket)
-            report.created.append(what)
+            await make(what, lambda bucket=bucket: js.create_key_value(bucket))
 
     for store in desired_object_stores(settings):
         what = f"object store {store.bucket}"
@@ -277,8 +286,7 @@ async def provision(
             await js.object_store(store.bucket)
             report.unchanged.append(what)
         except BucketNotFoundError:
-            await js.create_object_store(store.bucket, config=store)
-            report.created.append(what)
+            await make(what, lambda store=store: js.create_object_store(store.bucket, config=store))
 
     for spec in consumers:
         what = f"consumer {spec.stream}/{spec.durable}"
@@ -286,8 +294,7 @@ async def provision(
         try:
             info = await js.consumer_info(spec.stream, spec.durable)
         except NotFoundError:
-            await js.add_consumer(spec.stream, desired)
-            report.created.append(what)
+            await make(what, lambda spec=spec, desired=desired: js.add_consumer(spec.stream, desired))
             continue
         changes = _diff(info.config, desired, _CONSUMER_FIELDS)
         if changes and reconcile:

@@ -35,13 +35,18 @@ def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec
 
 
 async def provision_mesh(
-    settings: MeshSettings, *, names: list[str], reconcile: bool = True, allow_downgrade: bool = False
+    settings: MeshSettings,
+    *,
+    names: list[str],
+    reconcile: bool = True,
+    allow_downgrade: bool = False,
+    create: bool = True,
 ) -> Report:
     nc = await connect(settings, name="mesh-provision")
     try:
         consumers = all_consumers(settings, names)
         return await provision(
-            nc.jetstream(), settings, consumers, reconcile=reconcile, allow_downgrade=allow_downgrade
+            nc.jetstream(), settings, consumers, reconcile=reconcile, allow_downgrade=allow_downgrade, create=create
         )
     finally:
         await nc.drain()

@@ -69,7 +69,9 @@ def provision(
     if as_json:
         raise BadUsage("--json goes with --check-permissions")
     report = asyncio.run(
-        provision_mesh(settings, names=list(SERVICES), reconcile=not check, allow_downgrade=allow_downgrade)
+        provision_mesh(
+            settings, names=list(SERVICES), reconcile=not check, allow_downgrade=allow_downgrade, create=not check
+        )
     )
     for line in report.created:
         console.print(f"[green]created[/]   {line}")
@@ -77,11 +79,15 @@ def provision(
         console.print(f"[yellow]corrected[/] {line}")
     for line in report.drifted:
         console.print(f"[red]drift[/]     {line}")
+    for line in report.missing:
+        console.print(f"[red]missing[/]   {line}")
     for line in report.refused:
         console.print(f"[red]refused[/]   {line}")
     console.print(
         f"{len(report.created)} created, {len(report.updated)} corrected, "
-        f"{len(report.drifted)} drifted, {len(report.refused)} refused, {len(report.unchanged)} already right"
+        f"{len(report.drifted)} drifted, {len(report.refused)} refused, "
+        + (f"{len(report.missing)} missing, " if report.missing else "")
+        + f"{len(report.unchanged)} already right"
     )
     if report.refused:
         console.print(
@@ -91,7 +97,7 @@ def provision(
             highlight=False,
         )
         raise typer.Exit(1)
-    if check and report.drifted:
+    if check and (report.drifted or report.missing):
         raise typer.Exit(1)
 
 

@@ -127,3 +127,18 @@ async def test_provision_corrects_consumer_drift(settings):
         assert "0 created, 0 corrected, 0 drifted" in again.stdout
     finally:
         await nc.close()
+
+
+async def test_provision_check_changes_nothing_on_an_empty_namespace(settings):
+    """`mesh provision --check` lists what is missing and exits 1, creating nothing: afterwards
+    the namespace still has no stream (before, it created all 21 objects)."""
+    check = mesh("provision", "--check", settings=settings, COLUMNS="200")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert f"missing   stream {settings.subjects.events_stream}" in check.stdout
+    assert "0 created" in check.stdout
+    nc = await nats.connect(settings.nats_url)
+    try:
+        names = [info.config.name for info in await nc.jetstream().streams_info()]
+    finally:
+        await nc.close()
+    assert not [name for name in names if name.startswith(settings.subjects.stream(""))]
