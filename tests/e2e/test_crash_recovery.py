@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bus.client import MeshClient
+from bus.ops.embedded import free_port
 from contracts.outcomes import Outcome
 from coordinator.rounds import RoundState
 from coordinator.store import RoundStore
@@ -42,6 +43,8 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
         await asyncio.sleep(1.0)
         assert await outcomes_for(settings, proposal.release_id) == []
 
+        # on a port of its own: compliance, started since, may have been given the dead one's
+        coordinator.port = free_port()
         await asyncio.to_thread(coordinator.start)
         outcome = await client.wait_for_outcome(proposal, timeout=20)
         assert outcome is not None and outcome.outcome == Outcome.APPROVED
