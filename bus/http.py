@@ -28,17 +28,20 @@ async def _send(send: Callable, status: int, body: bytes, headers: dict[str, str
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refused_unless_get(scope: Scope, send: Callable) -> bool:
+    """Answer 405 (problem+json) to anything but GET/HEAD; True when it did."""
+    if scope.get("method") in ("GET", "HEAD"):
+        return False
+    problem_body = json.dumps(problem(405, "Method not allowed", "Use GET.")).encode()
+    await _send(send, 405, problem_body, {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"})
+    return True
+
+
 def json_endpoint(handler: Handler) -> Callable:
     """An ASGI app answering GET/HEAD with the JSON `handler` returns as (status, body)."""
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
-        if scope.get("method") not in ("GET", "HEAD"):
-            await _send(
-                send,
-                405,
-                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
-                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
-            )
+        if await _refused_unless_get(scope, send):
             return
         status, body = await handler(scope)
         payload = json.dumps(body, default=str).encode()
@@ -52,13 +55,7 @@ def cached_document_endpoint(document: Callable[[], dict], *, cache_control: str
     """Serve a JSON document with an ETag; `If-None-Match` with the current tag gets a 304."""
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
-        if scope.get("method") not in ("GET", "HEAD"):
-            await _send(
-                send,
-                405,
-                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
-                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
-            )
+        if await _refused_unless_get(scope, send):
             return
         status, payload, headers = conditional_json(document(), header(scope, b"if-none-match"), cache_control)
         await _send(send, status, b"" if scope.get("method") == "HEAD" else payload, headers)
@@ -70,13 +67,7 @@ def bytes_endpoint(render: Callable[[Scope], Awaitable[tuple[bytes, str]]]) -> C
     """An ASGI app answering GET/HEAD with the (body, content type) `render` returns (`/metrics`)."""
 
     async def app(scope: Scope, receive: Callable, send: Callable) -> None:
-        if scope.get("method") not in ("GET", "HEAD"):
-            await _send(
-                send,
-                405,
-                json.dumps(problem(405, "Method not allowed", "Use GET.")).encode(),
-                {"content-type": PROBLEM_JSON, "allow": "GET, HEAD"},
-            )
+        if await _refused_unless_get(scope, send):
             return
         body, content_type = await render(scope)
         await _send(send, 200, b"" if scope.get("method") == "HEAD" else body, {"content-type": content_type})
