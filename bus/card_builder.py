@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -74,8 +75,13 @@ def build_card(
     consumes: Wire,
     produces: Wire,
     settings: BusSettings,
+    http_interfaces: Sequence[AgentInterface] = (),
+    streaming: bool = False,
 ) -> AgentCard:
-    """The agent's card, as every instance shares it: no HTTP address (see `locate`)."""
+    """The agent's card, as every instance shares it: no HTTP address (see `locate`).
+
+    `http_interfaces` are more interfaces served over HTTP by every instance (the gateway's A2A
+    JSON-RPC), each with its path as its `url` (`/a2a`): `locate` makes them absolute."""
     consumed = {contract_name(m) or m.__name__: s for s, m in consumes}
     produced = {contract_name(m) or m.__name__: s for s, m in produces}
     binding = (
@@ -108,8 +114,8 @@ def build_card(
         description=description,
         version=mesh_version(),
         provider=AgentProvider(organization="agent-mesh", url="urn:agent-mesh"),
-        supported_interfaces=interfaces,
-        capabilities=AgentCapabilities(extensions=[schemas]),
+        supported_interfaces=[*interfaces, *http_interfaces],
+        capabilities=AgentCapabilities(extensions=[schemas], streaming=streaming),
         skills=skills,
     )
 
@@ -117,7 +123,11 @@ def build_card(
 def locate(card: AgentCard, url: str | None) -> AgentCard:
     """The card as the instance at `url` serves it, with its HTTP interface and schema links;
     with `url=None` (no live instance), the card with no address at all."""
-    interfaces = [i for i in card.supported_interfaces if i.protocol_binding != HTTP_BINDING]
+    interfaces = [
+        i if not i.url.startswith("/") else i.model_copy(update={"url": f"{url}{i.url}"})
+        for i in card.supported_interfaces
+        if i.protocol_binding != HTTP_BINDING and (url or not i.url.startswith("/"))
+    ]
     if url:
         interfaces.append(AgentInterface(url=url, protocol_binding=HTTP_BINDING))
 

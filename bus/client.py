@@ -82,7 +82,11 @@ class MeshClient:
 
     async def outcome_of(self, proposal: ReleaseProposed) -> RoundDecided | None:
         """The outcome already published for this proposal's content (its revision), if any."""
-        subject = self.subjects.round_decided(proposal.release_id, proposal.content_digest)
+        return await self.outcome_of_revision(proposal.release_id, proposal.content_digest)
+
+    async def outcome_of_revision(self, release_id: str, digest: str) -> RoundDecided | None:
+        """The outcome already published for one revision (release id and content digest), if any."""
+        subject = self.subjects.round_decided(release_id, digest)
         try:
             msg = await self.js.get_last_msg(self.subjects.outcomes_stream, subject)
         except NotFoundError:
@@ -92,8 +96,11 @@ class MeshClient:
     async def wait_for_outcome(self, proposal: ReleaseProposed, *, timeout: float) -> RoundDecided | None:
         """Wait for the outcome of this proposal's content; returns at once when it was decided
         already. Another revision of the same release (other content) never answers it."""
-        release_id = proposal.release_id
-        sub = await self.nc.subscribe(self.subjects.round_decided(release_id, proposal.content_digest))
+        return await self.wait_for_revision(proposal.release_id, proposal.content_digest, timeout=timeout)
+
+    async def wait_for_revision(self, release_id: str, digest: str, *, timeout: float) -> RoundDecided | None:
+        """Wait up to `timeout` seconds for the outcome of one revision; None if none came."""
+        sub = await self.nc.subscribe(self.subjects.round_decided(release_id, digest))
         loop = asyncio.get_running_loop()
         give_up = loop.time() + timeout
         try:
@@ -101,7 +108,7 @@ class MeshClient:
             # Look again every few seconds: a message sent while we reconnected is not resent.
             while True:
                 with suppress(*_TRANSIENT):
-                    if (known := await self.outcome_of(proposal)) is not None:
+                    if (known := await self.outcome_of_revision(release_id, digest)) is not None:
                         return known
                 remaining = give_up - loop.time()
                 if remaining <= 0:

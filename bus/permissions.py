@@ -32,6 +32,15 @@ class BucketUse:
 
 
 @dataclass(frozen=True)
+class StreamRead:
+    """A stream a service reads message by message (the last on a subject) and whose subject it
+    follows live on core NATS, without a consumer of its own."""
+
+    stream: str
+    subject: str
+
+
+@dataclass(frozen=True)
 class Permissions:
     """NATS allow lists of one identity; the server denies everything else."""
 
@@ -81,6 +90,7 @@ def service_permissions(
     consumers: Iterable[ConsumerSpec],
     publishes: Iterable[str],
     buckets: Iterable[BucketUse],
+    reads: Iterable[StreamRead] = (),
 ) -> Permissions:
     """The least a service needs to run: nothing it does not declare (plus the runtime's own)."""
     s = settings.subjects
@@ -103,6 +113,9 @@ def service_permissions(
         pub.add(f"{API}.STREAM.MSG.GET.{spec.stream}")
 
     pub.update(publishes)
+    for read in reads:
+        pub.update({f"{API}.STREAM.MSG.GET.{read.stream}", f"{API}.DIRECT.GET.{read.stream}"})
+        sub.add(read.subject)
 
     # dead letters: its own subject, and the object store for payloads too large to travel
     pub.add(s.dead_letter(name))

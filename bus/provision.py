@@ -123,6 +123,15 @@ def desired_buckets(settings: BusSettings) -> list[KeyValueConfig]:
             # expiry leaves a marker, so watchers learn that an instance died
             limit_marker_ttl=settings.heartbeat_ttl_seconds,
         ),
+        KeyValueConfig(
+            bucket=settings.subjects.gateway_bucket,
+            description="The gateway's shared state: idempotency keys, webhook ids, rate windows, leases, A2A tasks.",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+            # every key carries its own TTL (Nats-TTL); expiry leaves a marker
+            limit_marker_ttl=60.0,
+        ),
     ]
 
 

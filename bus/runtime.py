@@ -32,7 +32,7 @@ from bus.exhausted import exhausted_subscriptions
 from bus.http import cached_document_endpoint, json_endpoint, problem
 from bus.logs import configure_logging, get_logger
 from bus.metrics import Metrics
-from bus.permissions import BucketUse, Permissions, service_permissions
+from bus.permissions import BucketUse, Permissions, StreamRead, service_permissions
 from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.publishing import Publisher
@@ -40,7 +40,7 @@ from bus.serving import ServedApp
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
 from bus.tracing import tracing_from_environment
-from contracts.cards import AgentCard, AgentSkill
+from contracts.cards import AgentCard, AgentInterface, AgentSkill
 from contracts.catalog import json_schema
 
 EventT = TypeVar("EventT", bound=BaseModel)
@@ -61,6 +61,11 @@ class Agent:
     subscriptions: list[Subscription] = field(default_factory=list)
     produces: list[tuple[str, type[BaseModel]]] = field(default_factory=list)
     buckets: list[BucketUse] = field(default_factory=list)
+    reads: list[StreamRead] = field(default_factory=list)
+    # Interfaces its HTTP server offers besides the runtime's (a path as the url: `/a2a`), and
+    # whether any of them streams: they appear on its card.
+    http_interfaces: list[AgentInterface] = field(default_factory=list)
+    streaming: bool = False
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # None: tracing as the OTEL_* variables say (bus/tracing.py), else the no-op Telemetry.
@@ -130,6 +135,11 @@ class Agent:
         """Declare a KV bucket this agent writes (the keys are subject patterns, `>` for all)."""
         self.buckets.append(BucketUse(bucket, read=True, keys=keys))
 
+    def reads_stream(self, stream: str, subject: str) -> None:
+        """Declare a stream this agent reads the last message of a subject from, and follows live
+        (`subject` may be a wildcard); no consumer of its own."""
+        self.reads.append(StreamRead(stream, subject))
+
     @property
     def permissions(self) -> Permissions:
         """What this agent's NATS identity may do, derived from what it declares (bus/permissions.py)."""
@@ -139,6 +149,7 @@ class Agent:
             consumers=self.consumers,
             publishes=[subject for subject, _ in self.produces],
             buckets=self.buckets,
+            reads=self.reads,
         )
 
     @property
@@ -167,6 +178,8 @@ class Agent:
             consumes=[(s.subject, s.model) for s in self.subscriptions],
             produces=self.produces,
             settings=self.settings,
+            http_interfaces=self.http_interfaces,
+            streaming=self.streaming,
         )
 
     @property

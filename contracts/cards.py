@@ -74,6 +74,17 @@ class AgentCard(_Camel):
     default_input_modes: list[str] = Field(default_factory=lambda: ["application/json"])
     default_output_modes: list[str] = Field(default_factory=lambda: ["application/json"])
     skills: list[AgentSkill] = Field(min_length=1)
+    security_schemes: dict[str, dict] | None = Field(
+        default=None,
+        description="How to authenticate to the agent's HTTP interfaces, by scheme name (A2A `SecurityScheme`, "
+        "camelCase as on the wire); None for an agent reached over NATS only.",
+        examples=[{"bearer": {"httpAuthSecurityScheme": {"scheme": "Bearer", "bearerFormat": "API key or JWT"}}}],
+    )
+    security_requirements: list[dict] | None = Field(
+        default=None,
+        description="Which of `security_schemes` a request must satisfy (A2A `SecurityRequirement`).",
+        examples=[[{"schemes": {"bearer": {"list": []}}}]],
+    )
 
     def has_skill_for(self, event_type: str, *, tag: str = "review") -> bool:
         """Does any skill carry both `tag` and the event type as tags?"""

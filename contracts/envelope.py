@@ -53,6 +53,14 @@ class Envelope(BaseModel):
         description="Name of the service or system that produced the message.",
         examples=["security", "coordinator", "ci-pipeline"],
     )
+    on_behalf_of: str | None = Field(
+        default=None,
+        max_length=MAX_ID_CHARS,
+        description="Who asked for it, when a service published it for someone: the gateway writes the "
+        "authenticated caller here (`key:ci-pipeline`, `jwt:https://idp.example#alice`, `webhook:github`); "
+        "whatever a caller sends in this field is replaced.",
+        examples=["key:ci-pipeline"],
+    )
     occurred_at: datetime = Field(
         default_factory=utc_now,
         description="When it happened (UTC, RFC 3339).",

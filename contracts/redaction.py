@@ -76,6 +76,7 @@ _FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"(?<![A-Za-z0-9_])[rs]k_(?:live|test)_[A-Za-z0-9]{16,}", ("k_live_", "k_test_")),  # Stripe
     (r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),  # GitHub
     (r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,}", ("github_pat_",)),
+    (r"(?<![A-Za-z0-9_])mk_[0-9a-f]{16}_[A-Za-z0-9_-]{20,}", ("mk_",)),  # our gateway's API keys
     (r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}", ("xox",)),  # Slack
     (r"hooks\.slack\.com/services/T[A-Za-z0-9]{1,40}/B[A-Za-z0-9]{1,40}/[A-Za-z0-9]{1,100}", ("hooks.slack.com",)),
     (r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}", ("aiza",)),  # Google API key

@@ -193,6 +193,12 @@ class Subjects:
         return f"{_UNSAFE.sub('_', self.namespace)}_instances"
 
     @property
+    def gateway_bucket(self) -> str:
+        """The gateway's shared state, one key per fact with its own TTL: idempotency keys, webhook ids
+        seen, rate-limit windows, held-request leases, A2A tasks (services/gateway)."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_gateway"
+
+    @property
     def dead_letter_payloads_bucket(self) -> str:
         """Object store for payloads too large to travel inside their dead-letter record."""
         return f"{_UNSAFE.sub('_', self.namespace)}_deadletter_payloads"

@@ -74,6 +74,9 @@ class Round(BaseModel):
     proposal_stored_at: datetime | None = None
     review_stored_at: dict[str, datetime] = Field(default_factory=dict)  # review event id -> when
     late_reviews: list[ReviewSubmitted] = Field(default_factory=list)
+    # The event id of each review counted, in the order counted (a stricter second review is
+    # appended too): what the gateway streams, numbered by position, so a watcher can resume exactly.
+    counted_order: list[str] = Field(default_factory=list)
     rejected: list[RejectedReview] = Field(default_factory=list)
     rejected_overflow: int = 0
     decision: RoundDecision | None = None
@@ -292,6 +295,7 @@ class Round(BaseModel):
         counted = self.reviews.get(review.reviewer)
         if counted is None or _STRICTNESS[review.verdict] > _STRICTNESS[counted.verdict]:
             self.reviews[review.reviewer] = review
+            self.counted_order.append(review.event_id)
 
     def _reject(self, review: ReviewSubmitted, reason: str) -> bool:
         self._note = f"review rejected: {reason}"

@@ -48,6 +48,7 @@ SERVICES: dict[str, ServiceEntry] = {
         ServiceEntry("security", "services.security"),  # security reviewer
         ServiceEntry("compliance", "services.compliance"),  # compliance reviewer
         ServiceEntry("coordinator", "services.coordinator"),  # gathers reviews into one outcome
+        ServiceEntry("gateway", "services.gateway.service"),  # HTTP, webhooks and A2A in; outcomes out
     )
 }
 

@@ -14,19 +14,15 @@ from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi_offline import FastAPIOffline
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import Response
 
+from bus.api import NOT_MODIFIED, cacheable, problem_response, service_api
 from bus.asyncapi import asyncapi_document
 from bus.card_builder import locate
 from bus.directory import AgentDirectory, AgentView
-from bus.http import PROBLEM_JSON, conditional_json, problem
 from bus.runtime import Agent, lazy_app
 from bus.settings import BusSettings
 from contracts.cards import AgentSkill
-from contracts.validation import describe_errors
 from services.index import mesh_agents
 
 SKILL = AgentSkill(
@@ -41,29 +37,8 @@ FILTERS = {"skill", "tag", "q", "include"}
 NAME = r"^[A-Za-z0-9_-]{1,64}$"
 TOKEN = r"^[A-Za-z0-9._:-]{1,100}$"
 
-# What the routes answer besides 200, as documented in /openapi.json: every error is an RFC 9457
-# problem, and bad input is a 400 (FastAPI would document a 422 it never sends; see `as_sent`).
-PROBLEM_SCHEMA = {
-    "title": "Problem",
-    "description": "An RFC 9457 problem.",
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string", "description": "What went wrong and what to do next."},
-    },
-}
-
-
-def _problem(description: str) -> dict:
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-BAD_INPUT = {400: _problem("A malformed name, or a filter that is malformed or unknown.")}
-UNKNOWN_AGENT = {404: _problem("No agent of that name has registered.")}
-NOT_MODIFIED = {304: {"description": "Unchanged since the ETag sent in If-None-Match; no body."}}
+BAD_INPUT = {400: problem_response("A malformed name, or a filter that is malformed or unknown.")}
+UNKNOWN_AGENT = {404: problem_response("No agent of that name has registered.")}
 
 
 def build(settings: BusSettings) -> Agent:
@@ -100,22 +75,19 @@ def served_card(view: AgentView) -> dict:
 
 def http_app(agent: Agent) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        async with agent.running():
-            app.state.directory = await AgentDirectory.watch(agent.broker.connection, agent.settings)
-            try:
-                yield
-            finally:
-                await app.state.directory.close()
+    async def watching(app: FastAPI):
+        app.state.directory = await AgentDirectory.watch(agent.broker.connection, agent.settings)
+        try:
+            yield
+        finally:
+            await app.state.directory.close()
 
-    api = FastAPIOffline(  # /docs and /redoc with their assets served from here, not from a CDN
+    api = service_api(
+        agent,
         title="agent-mesh registry",
         description="Agent cards (A2A v1.0) and liveness of every agent in the mesh.",
-        version=agent.card.version,
-        lifespan=lifespan,
+        lifespan=watching,
     )
-    generate_openapi = api.openapi
-    api.openapi = lambda: as_sent(generate_openapi())
 
     def directory(request: Request) -> AgentDirectory:
         return request.app.state.directory
@@ -125,21 +97,6 @@ def http_app(agent: Agent) -> FastAPI:
         if view is None:
             raise HTTPException(404, f"no agent named {name!r} has registered; see GET /agents?include=stale")
         return view
-
-    @api.exception_handler(StarletteHTTPException)  # ours, and Starlette's for unknown paths and methods
-    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
-        detail = str(exc.detail)
-        if not isinstance(exc, HTTPException):  # Starlette's own, whose detail is only the status phrase
-            detail = f"{request.method} {request.url.path[:200]}: {detail.lower()}; the API is described at /docs"
-        return JSONResponse(
-            problem(exc.status_code, title, detail), exc.status_code, headers=exc.headers, media_type=PROBLEM_JSON
-        )
-
-    @api.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = "; ".join(describe_errors(exc.errors(), whole="", skip=1))  # skip `query`/`path`
-        return JSONResponse(problem(400, "Bad request", detail), 400, media_type=PROBLEM_JSON)
 
     @api.get("/agents", summary="List agents, live ones by default", responses=BAD_INPUT)
     async def list_agents(
@@ -175,11 +132,7 @@ def http_app(agent: Agent) -> FastAPI:
     )
     async def get_card(request: Request, name: Annotated[str, Path(pattern=NAME)]) -> Response:
         view = known(request, name)
-        return _cacheable(request, served_card(view))
-
-    @api.get("/.well-known/agent-card.json", summary="The registry's own A2A card", responses=NOT_MODIFIED)
-    async def well_known(request: Request) -> Response:
-        return _cacheable(request, agent.instance_card.to_wire())
+        return cacheable(request, served_card(view))
 
     @cache  # built on first request: the declarations cannot change while the process runs
     def mesh_document() -> dict:
@@ -191,40 +144,9 @@ def http_app(agent: Agent) -> FastAPI:
         responses=NOT_MODIFIED,
     )
     async def asyncapi(request: Request) -> Response:
-        return _cacheable(request, mesh_document())
-
-    @api.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict:
-        return {"status": "ok", "service": agent.name}
-
-    @api.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        body, content_type = await agent.metrics.exposition(request.headers.get("accept"))
-        return Response(body, media_type=content_type)
-
-    @api.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        status, body = await agent.readiness()
-        return JSONResponse(body, status, media_type=PROBLEM_JSON if status >= 400 else "application/json")
+        return cacheable(request, mesh_document())
 
     return api
-
-
-def as_sent(schema: dict) -> dict:
-    """FastAPI's OpenAPI document less the 422 it lists for every route with parameters (bad
-    input is answered 400 here), with the problem schema the error responses refer to."""
-    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-        operation.get("responses", {}).pop("422", None)
-    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-    for unused in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(unused, None)
-    schemas["Problem"] = PROBLEM_SCHEMA
-    return schema
-
-
-def _cacheable(request: Request, document: dict) -> Response:
-    status, payload, headers = conditional_json(document, request.headers.get("if-none-match"))
-    return Response(payload, status, headers=headers)
 
 
 __getattr__ = lazy_app(build, settings_type=BusSettings, serve=http_app)  # `app`, for `uvicorn services.registry:app`

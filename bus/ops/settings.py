@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.settings import CoordinatorSettings
+from services.gateway.settings import GatewaySettings
 from services.review.settings import ReviewerSettings
 
 IDENTITIES = "identities"  # below MESH_HOME: the seeds `mesh up` generates
@@ -52,9 +53,9 @@ class TraceSettings(BaseSettings):
     )
 
 
-class MeshSettings(CoordinatorSettings, ReviewerSettings, TraceSettings):
-    """The bus's, the coordinator's, the LLM layer's and a reviewer's settings together, and the
-    operator tools' own (TraceSettings)."""
+class MeshSettings(CoordinatorSettings, ReviewerSettings, GatewaySettings, TraceSettings):
+    """The bus's, the coordinator's, the LLM layer's, a reviewer's and the gateway's settings
+    together, and the operator tools' own (TraceSettings)."""
 
     @property
     def identities_folder(self) -> Path:

@@ -19,6 +19,7 @@ from bus.ops.bench import cli as bench
 from bus.ops.bench import llm_cli as bench_llm
 from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running, trace
 from bus.ops.cli import asyncapi as asyncapi_command
+from bus.ops.cli import gateway as gateway_commands
 from bus.ops.cli import identities as identity_commands
 from bus.ops.cli.render import EXIT_INVALID
 from bus.ops.run_file import use_live_mesh
@@ -64,6 +65,7 @@ bench.register(app)
 dlq.register(app)
 chaos.register(app)
 identity_commands.register(app)
+gateway_commands.register(app)
 trace.register(app)
 asyncapi_command.register(app)
 bench_llm.register(bench.bench)  # `mesh bench llm`

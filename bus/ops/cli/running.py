@@ -13,6 +13,7 @@ import time
 from importlib.resources import files
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -23,6 +24,7 @@ from bus.connect import connect
 from bus.errors import MeshError
 from bus.ops.arguments import MAX_PORT, BadUsage, positive
 from bus.ops.cli.render import folded_table, print_outcome
+from bus.ops.gateway_access import curl_line, local_key
 from bus.ops.identities import OPERATOR, Identities, generate_for_mesh
 from bus.ops.launcher import RunningMesh, nats_url_was_given, redact_nats_url, start_mesh
 from bus.ops.nats_watch import WatchedNats, supervise_nats, watch_nats
@@ -30,7 +32,7 @@ from bus.ops.processes import stop_all, supervise
 from bus.ops.run_file import lock_home
 from bus.ops.settings import MeshSettings
 from bus.ops.trace_collector import LocalTraces
-from contracts.outcomes import Outcome
+from contracts.outcomes import Outcome, RoundDecided
 from contracts.releases import ReleaseProposed
 
 console = Console()
@@ -88,13 +90,26 @@ def demo(
 
 
 async def _propose_samples(mesh: RunningMesh, files: list[str], timeout: float):
+    """Propose the first sample through the gateway over HTTP (as the printed curl would), the
+    others straight on the bus; print each outcome."""
+    key, key_file = local_key(mesh.settings)
+    gateway = next(s.url for s in mesh.services if s.name == "gateway")
     async with await MeshClient.connect(mesh.settings, name="mesh-demo") as client:
         proposals = [ReleaseProposed.model_validate_json((SAMPLES / f).read_text()) for f in files]
-        for proposal in proposals:
+        for proposal in proposals[1:]:
             await client.propose(proposal)
-            console.print(f"→ proposed {proposal.release_id}: {proposal.title}")
+            console.print(f"→ proposed {proposal.release_id} on the bus: {proposal.title}")
+        first = proposals[0]
+        console.print(f"→ proposing {first.release_id} through the gateway: {first.title}")
+        console.print(
+            f"  {curl_line(gateway, key_file, sample=f'contracts/samples/{files[0]}')}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print()
-        results = await asyncio.gather(*(client.wait_for_outcome(p, timeout=timeout) for p in proposals))
+        over_http = _propose_over_http(gateway, key, first, timeout)
+        results = await asyncio.gather(over_http, *(client.wait_for_outcome(p, timeout=timeout) for p in proposals[1:]))
         for proposal, outcome in zip(proposals, results, strict=True):
             if outcome is None:
                 console.print(f"[red]NO OUTCOME[/] {proposal.release_id} within {timeout:.0f} s")
@@ -102,6 +117,20 @@ async def _propose_samples(mesh: RunningMesh, files: list[str], timeout: float):
                 print_outcome(console, outcome)
             console.print()
         return results
+
+
+async def _propose_over_http(gateway: str, key: str, proposal: ReleaseProposed, timeout: float) -> RoundDecided | None:
+    async with httpx.AsyncClient(timeout=timeout + 10) as http:
+        response = await http.post(
+            f"{gateway}/v1/events/release.proposed",
+            params={"wait": timeout},
+            content=proposal.model_dump_json(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+    if response.status_code >= 400:
+        raise MeshError(f"the gateway refused the demo's proposal: {response.status_code} {response.text[:300]}")
+    outcome = response.json().get("outcome")
+    return RoundDecided.model_validate(outcome) if outcome else None
 
 
 def up(
@@ -181,6 +210,7 @@ def up(
         )
     # receiving before the services start, storing once NATS is up (spans wait in between)
     local_traces = LocalTraces.plan(settings, enabled=traces, port=4318 if base_port else 0)
+    _, key_file = local_key(settings)  # what the printed curl sends to the gateway
     try:
         mesh = start_mesh(
             settings,
@@ -216,6 +246,9 @@ def up(
     )
     console.print(f"mesh up: NATS {mesh.shown_nats_url} ({kind}; {guard}); run file {run_file}")
     console.print(f"traces: {local_traces.where}")
+    for gateway in [s for s in mesh.services if s.name == "gateway"][:1]:
+        console.print(f"gateway: {gateway.url} (docs at /docs); propose a release with", soft_wrap=True)
+        console.print(f"  {curl_line(gateway.url, key_file)}", soft_wrap=True, highlight=False, markup=False)
     for line in mesh.provisioning.refused:
         console.print(f"[yellow]kept[/] {line}; `mesh provision --allow-downgrade` would apply it")
     nats = watch_nats(mesh.nats, mesh.cluster)  # what we started, we restart: NATS first

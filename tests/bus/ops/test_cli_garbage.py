@@ -33,6 +33,8 @@ BINARY, LATIN1, UNDER_A_FILE, MISSING = "@binary", "@latin1", "@under-a-file", "
 PLAUSIBLE: dict[str, dict[str, str]] = {
     "publish": {"event_type": "release.proposed", "source": SAMPLE},
     "run": {"service": "security"},
+    "gateway keys add": {"name": "ci"},
+    "gateway keys revoke": {"name": "ci"},
     "admin pause": {"agent": "security"},
     "admin resume": {"agent": "security"},
     "admin drain": {"agent": "security"},
@@ -61,6 +63,9 @@ REACHES_NATS: dict[str, list[str]] = {
 }
 # ... these never use it: they start a NATS of their own, or need none.
 OWN_OR_NO_NATS = {
+    "gateway keys add",
+    "gateway keys list",
+    "gateway keys revoke",
     "demo",
     "chaos",
     "bench",
@@ -191,6 +196,10 @@ def named_cases() -> list[Case]:
         Case(("chaos", "--kills", "-1"), usage),
         Case(("demo", "--timeout", "-1"), usage),
         Case(("trace", "rel-1"), failed),
+        Case(("gateway", "keys", "add", "c i"), usage),
+        Case(("gateway", "keys", "add", "ci", "--scope", "releases read"), usage),
+        Case(("gateway", "keys", "add", "ci", "--scope", ""), usage),
+        Case(("gateway", "keys", "revoke", "nobody"), failed),
         Case(("identities", "add-publisher", "c i", "--events", "release.proposed"), usage),
         Case(("identities", "add-publisher", "ci", "--events", "Release!"), usage),
         Case(("identities", "generate", "--out", UNDER_A_FILE), failed),

@@ -29,6 +29,8 @@ LONG_URL = "http://security-reviewer-0.security-reviewer.agent-mesh.svc.cluster.
 JSON_RUNS: dict[str, tuple[list[str], type]] = {
     "publish": (["publish", "release.proposed", SAMPLE, "--json"], dict),
     "agents": (["agents", "--json"], list),
+    "gateway keys add": (["gateway", "keys", "add", "ci", "--json"], dict),
+    "gateway keys list": (["gateway", "keys", "list", "--json"], list),
     "admin history": (["admin", "history", "--json"], list),
     "dlq list": (["dlq", "list", "--json"], list),
     "identities show": (["identities", "show", "--out", "{identities}", "--json"], dict),

@@ -1,0 +1,96 @@
+"""The gateway service: the agent (its card, its NATS identity's needs) and its HTTP app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bus.api import problem_json, service_api
+from bus.runtime import Agent, lazy_app
+from contracts.cards import AgentInterface, AgentSkill
+from contracts.catalog import CONTRACTS
+from services.gateway.a2a import mount_a2a
+from services.gateway.door import Door, Refusal
+from services.gateway.front import Front
+from services.gateway.routes import gateway_routes
+from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks import WebhookSources
+
+NAME = "gateway"
+A2A_PATH = "/a2a"
+SKILL = AgentSkill(
+    id="release.propose",
+    name="Propose a release for review",
+    description="Takes a release proposal (the release.proposed contract as a JSON data part) and follows its "
+    "security and compliance review to the one outcome: approved, blocked or escalated.",
+    tags=["gateway", "a2a", "release.proposed"],  # never "review": it is no reviewer
+    examples=['{"release_id": "rel-42", "service": "payments-api", "version": "2.4.0", "changes": []}'],
+)
+
+
+def build(settings: GatewaySettings) -> Agent:
+    agent = Agent(
+        NAME,
+        settings=settings,
+        description="The mesh's front door: HTTP, signed webhooks and A2A clients in, events on the bus, "
+        "outcomes back (held, polled or streamed).",
+        skills=[SKILL],
+        http_interfaces=[AgentInterface(url=A2A_PATH, protocol_binding="JSONRPC", protocol_version="1.0")],
+        streaming=True,
+    )
+    s = settings.subjects
+    for name, contract in CONTRACTS.items():
+        if contract.publishable:
+            agent.publishes(f"{s.namespace}.events.{name}", contract.model)
+    agent.reads_stream(s.outcomes_stream, s.rounds_decided)
+    agent.reads_bucket(s.rounds_bucket)
+    agent.writes_bucket(s.gateway_bucket)
+    return agent
+
+
+def http_app(agent: Agent) -> FastAPI:
+    settings: GatewaySettings = agent.settings  # type: ignore[assignment]
+    front = Front(lambda: agent.broker.connection, settings, telemetry=agent.telemetry)
+    door = Door(settings, front)
+
+    api = service_api(
+        agent,
+        title="agent-mesh gateway",
+        description="Publish events (release proposals) over HTTP, signed webhooks or A2A, and follow each "
+        "revision to its outcome: `?wait=` holds the request, the status URL answers any time, and its "
+        "`/events` stream (SSE) tells each review as it is counted. Every route but `/docs` needs a "
+        "credential (`Authorization: Bearer <API key or JWT>`).",
+    )
+    api.state.webhook_sources = WebhookSources(settings.webhooks_path)
+    generate_openapi = api.openapi
+    api.openapi = lambda: with_contract_schemas(generate_openapi())
+
+    @api.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal) -> JSONResponse:
+        return problem_json(exc.status, exc.detail, headers=exc.headers or None, **exc.extra)
+
+    api.include_router(gateway_routes(door))
+    mount_a2a(
+        api,
+        path=A2A_PATH,
+        front=lambda: front,
+        authenticate=door.authenticate,
+        card=lambda: agent.instance_card.to_wire(),
+    )
+    return api
+
+
+def with_contract_schemas(schema: dict) -> dict:
+    """The OpenAPI document with the schema of each publishable contract (its request bodies)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for contract in CONTRACTS.values():
+        if contract.publishable:
+            model_schema = contract.model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[contract.model.__name__] = model_schema
+    return schema
+
+
+__getattr__ = lazy_app(
+    build, settings_type=GatewaySettings, serve=http_app
+)  # `app`, for `uvicorn services.gateway.service:app`

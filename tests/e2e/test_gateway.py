@@ -1,0 +1,356 @@
+"""The gateway as its users meet it: real gateway processes (two replicas) in front of the real
+reviewers and coordinator, real HTTP, a real nats-server with every service on its own identity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from bus.ops.identities import generate_for_mesh
+from bus.ops.launcher import start_mesh
+from bus.ops.settings import MeshSettings
+from services.gateway.api_keys import issue_key
+from tests.e2e.support import eventually, sample, stream_messages
+
+REVIEWERS = ["security", "compliance", "coordinator"]
+
+
+def start(nats_url, gatekeeper, home, names, *, replicas=None, env=None) -> tuple:
+    settings = MeshSettings(nats_url=nats_url, namespace=f"t{uuid.uuid4().hex[:10]}", home=home)
+    keys = {
+        "ci": issue_key(settings.api_keys_path, "ci", ["events:release.proposed:publish", "releases:read"]),
+        "reader": issue_key(settings.api_keys_path, "reader", ["releases:read"]),
+        "burst": issue_key(settings.api_keys_path, "burst", ["releases:read"]),
+        "holder": issue_key(settings.api_keys_path, "holder", ["events:*:publish", "releases:read"]),
+    }
+    identities = gatekeeper.admit(generate_for_mesh(settings, home / "identities", names=names)) if gatekeeper else None
+    mesh = start_mesh(
+        settings, names=names, home=home, embedded=False, identities=identities, replicas=replicas, env=env
+    )
+    return mesh, keys
+
+
+@pytest.fixture(scope="module")
+def mesh(nats_url, gatekeeper, tmp_path_factory):
+    """The whole review mesh with two gateway replicas; reviews finish in well under a second."""
+    running, keys = start(
+        nats_url, gatekeeper, tmp_path_factory.mktemp("gateway"), [*REVIEWERS, "gateway"], replicas={"gateway": 2}
+    )
+    yield running, keys
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_mesh(nats_url, gatekeeper, tmp_path_factory):
+    """A mesh whose rounds wait 6 s for a reviewer that never answers (`ghost`), with tight
+    ingress limits: 12 requests a minute and 2 held requests per client."""
+    env = {
+        "MESH_REVIEWERS": "ghost",
+        "MESH_DEADLINE_SECONDS": "6",
+        "MESH_GATEWAY_RATE_LIMIT": "12",
+        "MESH_GATEWAY_HELD_PER_CLIENT": "2",
+        "MESH_GATEWAY_SSE_HEARTBEAT_SECONDS": "1",
+    }
+    running, keys = start(
+        nats_url,
+        gatekeeper,
+        tmp_path_factory.mktemp("gateway-slow"),
+        [*REVIEWERS, "gateway"],
+        replicas={"gateway": 2},
+        env=env,
+    )
+    yield running, keys
+    running.stop()
+
+
+def gateways(running) -> list[str]:
+    return [s.url for s in running.services if s.name == "gateway"]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def proposal_body(name: str = "release_clean", **changes) -> dict:
+    changes.setdefault("release_id", f"rel-{uuid.uuid4().hex[:8]}")
+    return json.loads(sample(name, **changes).model_dump_json())
+
+
+async def events_stored(running) -> list[dict]:
+    s = running.settings.subjects
+    return [json.loads(m) for m in await stream_messages(running.nats_url, s.events_stream)]
+
+
+@asynccontextmanager
+async def http(timeout: float = 40) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        yield client
+
+
+class EventReader:
+    """Parses a text/event-stream body into {event, id, data} dicts (comments skipped), in as
+    many reads as the test wants."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def read(self, *, stop_after: int | None = None) -> list[dict]:
+        found: list[dict] = []
+        current: dict = {}
+        async for line in self.lines:
+            if line == "":
+                if "data" in current or "event" in current:
+                    found.append(current)
+                    current = {}
+                    if stop_after is not None and len(found) >= stop_after:
+                        break
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            current[field] = value[1:] if value.startswith(" ") else value
+        return found
+
+
+async def read_events(response: httpx.Response) -> list[dict]:
+    return await EventReader(response).read()
+
+
+# --- events in, outcomes out -------------------------------------------------------------
+
+
+async def test_a_clean_release_posted_with_wait_returns_its_approved_outcome_and_names_the_caller(mesh):
+    """POST ?wait=30 answers 200 with the approved outcome; the event on the bus was published
+    by the gateway on behalf of the authenticated caller (whatever the body claimed)."""
+    running, keys = mesh
+    body = proposal_body(on_behalf_of="someone-else", producer="spoofed")
+    async with http() as client:
+        response = await client.post(
+            f"{gateways(running)[0]}/v1/events/release.proposed?wait=30", json=body, headers=bearer(keys["ci"])
+        )
+    assert response.status_code == 200, response.text
+    status = response.json()
+    assert status["state"] == "decided"
+    assert status["outcome"]["outcome"] == "approved"
+    assert response.headers["location"] == f"/v1/releases/{body['release_id']}/revisions/{status['revision']}"
+    stored = [e for e in await events_stored(running) if e["release_id"] == body["release_id"]]
+    assert [(e["producer"], e["on_behalf_of"]) for e in stored] == [("gateway", "key:ci")]
+
+
+async def test_without_wait_a_202_points_at_a_status_url_that_any_replica_answers(mesh):
+    """POST without ?wait answers 202 + Location at once; GET on that URL, on the other replica,
+    shows the round and then the outcome (the secret sample is blocked)."""
+    running, keys = mesh
+    first, second = gateways(running)
+    body = proposal_body("release_secret")
+    async with http() as client:
+        response = await client.post(f"{first}/v1/events/release.proposed", json=body, headers=bearer(keys["ci"]))
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        assert response.json()["state"] in ("submitted", "open", "decided")
+
+        async def decided():
+            status = (await client.get(second + location, headers=bearer(keys["reader"]))).json()
+            return status if status["state"] == "decided" else None
+
+        status = await eventually(decided, timeout=20)
+    assert status["outcome"]["outcome"] == "blocked"
+    assert set(status["expected"]) >= {"security", "compliance"}
+    assert "security" in {r["reviewer"] for r in status["reviews"]}  # its reject decides at once
+
+
+async def test_the_same_idempotency_key_for_other_content_is_a_409(mesh):
+    """A retry with the same Idempotency-Key and content is accepted again (202, same Location); the
+    same key for other content is a 409 problem, and that content is not published."""
+    running, keys = mesh
+    url = f"{gateways(running)[0]}/v1/events/release.proposed"
+    body = proposal_body()
+    other = {**body, "version": "9.9.9"}
+    headers = {**bearer(keys["ci"]), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    async with http() as client:
+        first = await client.post(url, json=body, headers=headers)
+        again = await client.post(url, json=body, headers=headers)
+        conflict = await client.post(url, json=other, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.headers["location"] == again.headers["location"]
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"] == "application/problem+json"
+    versions = {e["version"] for e in await events_stored(running) if e["release_id"] == body["release_id"]}
+    assert versions == {body["version"]}
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("garbage JSON", 422),
+        ("schema error", 422),
+        ("huge body", 413),
+        ("wrong content type", 415),
+        ("no credential", 401),
+        ("unknown key", 401),
+        ("under-scoped key", 403),
+        ("unknown event type", 404),
+    ],
+)
+async def test_bad_input_gets_its_4xx_problem_and_publishes_nothing(mesh, case, status):
+    """Each kind of bad request is refused with its status and an RFC 9457 problem, and nothing
+    reaches the bus."""
+    running, keys = mesh
+    base = gateways(running)[1]
+    release_id = f"rel-bad-{uuid.uuid4().hex[:8]}"
+    body = json.dumps(proposal_body(release_id=release_id)).encode()
+    url, headers = f"{base}/v1/events/release.proposed", {**bearer(keys["ci"]), "content-type": "application/json"}
+    if case == "garbage JSON":
+        body = b'{"release_id": "' + release_id.encode() + b'", '
+    elif case == "schema error":
+        body = json.dumps({"release_id": release_id, "version": 3, "changes": "nope"}).encode()
+    elif case == "huge body":
+        body = json.dumps({**json.loads(body), "description": "x" * (2 << 20)}).encode()
+    elif case == "wrong content type":
+        headers["content-type"] = "text/plain"
+    elif case == "no credential":
+        headers.pop("Authorization")
+    elif case == "unknown key":
+        headers["Authorization"] = "Bearer mk_nope_" + "x" * 43
+    elif case == "under-scoped key":
+        headers.update(bearer(keys["reader"]))
+    elif case == "unknown event type":
+        url = f"{base}/v1/events/round.decided"
+    async with http() as client:
+        response = await client.post(url, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["detail"]
+    if case == "schema error":
+        fields = {e["field"] for e in problem["errors"]}
+        assert {"service", "version", "changes"} <= fields
+    await asyncio.sleep(0.3)
+    assert [e for e in await events_stored(running) if e.get("release_id") == release_id] == []
+
+
+# --- streams -----------------------------------------------------------------------------
+
+
+async def test_the_event_stream_resumes_exactly_on_another_replica(mesh):
+    """The SSE stream of a revision tells each review then the outcome; reconnecting to the other
+    replica with Last-Event-ID after the first review gives the rest, nothing repeated or lost."""
+    running, keys = mesh
+    first, second = gateways(running)
+    async with http() as client:
+        posted = await client.post(
+            f"{first}/v1/events/release.proposed?wait=20", json=proposal_body(), headers=bearer(keys["ci"])
+        )
+        events_url = posted.headers["location"] + "/events"
+        async with client.stream("GET", first + events_url, headers=bearer(keys["ci"])) as whole:
+            assert whole.headers["content-type"].startswith("text/event-stream")
+            everything = await read_events(whole)
+        async with client.stream(
+            "GET", second + events_url, headers={**bearer(keys["ci"]), "Last-Event-ID": "1"}
+        ) as resumed:
+            rest = await read_events(resumed)
+    kinds = [e["event"] for e in everything]
+    assert kinds[-1] == "outcome" and kinds.count("outcome") == 1
+    reviews = [e for e in everything if e["event"] == "review"]
+    assert [e["id"] for e in reviews] == [str(n) for n in range(1, len(reviews) + 1)]
+    assert {json.loads(e["data"])["reviewer"] for e in reviews} >= {"security", "compliance"}
+    assert [(e["event"], e["id"]) for e in rest] == [(e["event"], e["id"]) for e in everything[1:]]
+
+
+async def test_a_gateway_killed_mid_stream_loses_no_event_for_a_client_that_reconnects(slow_mesh):
+    """A client reading a slow round's stream from one replica, which is SIGKILLed, reconnects to
+    the other with its Last-Event-ID and gets every remaining event up to the outcome."""
+    running, keys = slow_mesh
+    victim = next(s for s in running.services if s.name == "gateway")
+    survivor = gateways(running)[1]
+    async with http() as client:
+        posted = await client.post(
+            f"{victim.url}/v1/events/release.proposed", json=proposal_body(), headers=bearer(keys["ci"])
+        )
+        events_url = posted.headers["location"] + "/events"
+        seen: list[dict] = []
+        try:
+            async with client.stream("GET", victim.url + events_url, headers=bearer(keys["ci"])) as stream:
+                reader = EventReader(stream)
+                seen += await reader.read(stop_after=1)
+                victim.kill()
+                seen += await reader.read()
+        except httpx.HTTPError:
+            pass  # the connection died with the process
+        assert seen and seen[0]["event"] == "review"
+        async with client.stream(
+            "GET", survivor + events_url, headers={**bearer(keys["ci"]), "Last-Event-ID": seen[-1]["id"]}
+        ) as stream:
+            seen += await read_events(stream)
+    victim.restart("the test killed it")  # the module's other tests use both replicas
+    await eventually(lambda: asyncio.to_thread(lambda: victim.health() == "ready"), timeout=20)
+    ids = [e["id"] for e in seen]
+    assert len(ids) == len(set(ids)), ids
+    assert [e["event"] for e in seen].count("review") == 2  # security and compliance; the ghost never answers
+    assert seen[-1]["event"] == "outcome"
+    assert json.loads(seen[-1]["data"])["outcome"] == "escalated"  # the ghost's fallback
+
+
+async def test_a_wait_longer_than_the_round_takes_answers_202_with_the_status_url_never_504(slow_mesh):
+    """?wait=1 on a round that takes 6 s answers 202 with the status URL after about a second."""
+    running, keys = slow_mesh
+    async with http() as client:
+        started = asyncio.get_running_loop().time()
+        response = await client.post(
+            f"{gateways(running)[0]}/v1/events/release.proposed?wait=1",
+            json=proposal_body(),
+            headers=bearer(keys["ci"]),
+        )
+        took = asyncio.get_running_loop().time() - started
+    assert response.status_code == 202
+    assert response.json()["state"] in ("submitted", "open")
+    assert response.headers["location"].startswith("/v1/releases/")
+    assert 0.9 < took < 5
+
+
+# --- limits ------------------------------------------------------------------------------
+
+
+async def test_the_rate_limit_holds_across_replicas(slow_mesh):
+    """With 12 requests a minute per client, 12 requests spread over both replicas pass and the
+    13th is a 429 with Retry-After, on either replica."""
+    running, keys = slow_mesh
+    first, second = gateways(running)
+    path = "/v1/releases/nothing/revisions/" + "0" * 64
+    async with http() as client:
+        answers = [
+            (await client.get((first if n % 2 else second) + path, headers=bearer(keys["burst"]))).status_code
+            for n in range(12)
+        ]
+        over = [await client.get(url + path, headers=bearer(keys["burst"])) for url in (first, second)]
+    assert answers == [404] * 12
+    assert [r.status_code for r in over] == [429, 429]
+    assert all(int(r.headers["retry-after"]) >= 1 for r in over)
+    assert over[0].headers["content-type"] == "application/problem+json"
+
+
+async def test_held_requests_are_capped_per_client_across_replicas_before_anything_is_published(slow_mesh):
+    """With 2 held requests per client, two ?wait requests on two replicas hold both places; a
+    third is a 429 and its proposal is not published."""
+    running, keys = slow_mesh
+    first, second = gateways(running)
+    url = "/v1/events/release.proposed?wait=4"
+    refused_body = proposal_body()
+    async with http() as client:
+        holding = [
+            asyncio.create_task(client.post(base + url, json=proposal_body(), headers=bearer(keys["holder"])))
+            for base in (first, second)
+        ]
+        await asyncio.sleep(1.0)
+        refused = await client.post(first + url, json=refused_body, headers=bearer(keys["holder"]))
+        held = await asyncio.gather(*holding)
+    assert refused.status_code == 429, refused.text
+    assert "retry-after" in refused.headers
+    assert [r.status_code for r in held] == [202, 202]
+    assert [e for e in await events_stored(running) if e["release_id"] == refused_body["release_id"]] == []
