@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bus.http import PROBLEM_JSON, conditional_json, problem
 from bus.runtime import Agent
+from bus.telemetry import Telemetry
 from contracts.validation import describe_errors
 
 PROBLEM_SCHEMA = {
@@ -66,6 +67,24 @@ def cacheable(request: Request, document: dict) -> Response:
     return Response(payload, status, headers=headers)
 
 
+# Probes and scrapes: many a minute, about nothing; never a span.
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def request_spans(telemetry: Telemetry) -> dict[str, Any]:
+    """FastAPI's own request spans (SERVER, `{method} {route}`, a child of the caller's
+    `traceparent`), on this service's tracer provider; none for probes, and none at all when
+    tracing is off. Its metrics and logs stay off: /metrics and our log lines say it already."""
+    return {
+        "tracing": telemetry.traces,
+        "tracer_provider": getattr(telemetry, "provider", None),
+        "operation_spans": False,
+        "metrics": False,
+        "logs": False,
+        "exclude": lambda scope: scope.get("path") in UNTRACED,
+    }
+
+
 def service_api(
     agent: Agent,
     *,
@@ -86,7 +105,11 @@ def service_api(
                     yield
 
     api = FastAPIOffline(  # /docs and /redoc with their assets served from here, not from a CDN
-        title=title, description=description, version=agent.card.version, lifespan=run_agent
+        title=title,
+        description=description,
+        version=agent.card.version,
+        lifespan=run_agent,
+        telemetry=request_spans(agent.telemetry),
     )
     generate_openapi = api.openapi
     api.openapi = lambda: as_sent(generate_openapi())

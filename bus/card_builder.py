@@ -77,6 +77,8 @@ def build_card(
     settings: BusSettings,
     http_interfaces: Sequence[AgentInterface] = (),
     streaming: bool = False,
+    security_schemes: dict[str, dict] | None = None,
+    security_requirements: list[dict] | None = None,
 ) -> AgentCard:
     """The agent's card, as every instance shares it: no HTTP address (see `locate`).
 
@@ -116,6 +118,8 @@ def build_card(
         provider=AgentProvider(organization="agent-mesh", url="urn:agent-mesh"),
         supported_interfaces=[*interfaces, *http_interfaces],
         capabilities=AgentCapabilities(extensions=[schemas], streaming=streaming),
+        security_schemes=security_schemes,
+        security_requirements=security_requirements,
         skills=skills,
     )
 

@@ -66,6 +66,9 @@ class Agent:
     # whether any of them streams: they appear on its card.
     http_interfaces: list[AgentInterface] = field(default_factory=list)
     streaming: bool = False
+    # How callers of those interfaces authenticate (A2A `securitySchemes` / `securityRequirements`).
+    security_schemes: dict[str, dict] | None = None
+    security_requirements: list[dict] | None = None
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # None: tracing as the OTEL_* variables say (bus/tracing.py), else the no-op Telemetry.
@@ -180,6 +183,8 @@ class Agent:
             settings=self.settings,
             http_interfaces=self.http_interfaces,
             streaming=self.streaming,
+            security_schemes=self.security_schemes,
+            security_requirements=self.security_requirements,
         )
 
     @property

@@ -57,6 +57,12 @@ class Door:
         except Unauthenticated as exc:
             raise Refusal(401, exc.detail, {"WWW-Authenticate": 'Bearer realm="agent-mesh"'}) from None
 
+    async def identify(self, headers: Mapping[str, str]) -> Caller:
+        """The caller, counted against its rate (for entrances that check scopes themselves: A2A)."""
+        caller = await self.authenticate(headers)
+        await self.count(caller.client)
+        return caller
+
     async def admit(self, headers: Mapping[str, str], scope: str) -> Caller:
         """The caller, if it may do `scope` and is within its rate; else a Refusal."""
         caller = await self.authenticate(headers)

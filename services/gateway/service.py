@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -37,6 +39,9 @@ def build(settings: GatewaySettings) -> Agent:
         skills=[SKILL],
         http_interfaces=[AgentInterface(url=A2A_PATH, protocol_binding="JSONRPC", protocol_version="1.0")],
         streaming=True,
+        # an API key or a JWT, as `Authorization: Bearer …`
+        security_schemes={"bearer": {"httpAuthSecurityScheme": {"scheme": "Bearer"}}},
+        security_requirements=[{"schemes": {"bearer": {"list": []}}}],
     )
     s = settings.subjects
     for name, contract in CONTRACTS.items():
@@ -53,6 +58,13 @@ def http_app(agent: Agent) -> FastAPI:
     front = Front(lambda: agent.broker.connection, settings, telemetry=agent.telemetry)
     door = Door(settings, front)
 
+    @asynccontextmanager
+    async def following(app: FastAPI):
+        try:
+            yield
+        finally:
+            await app.state.a2a.aclose()  # stop following the rounds of this replica's A2A tasks
+
     api = service_api(
         agent,
         title="agent-mesh gateway",
@@ -60,6 +72,7 @@ def http_app(agent: Agent) -> FastAPI:
         "revision to its outcome: `?wait=` holds the request, the status URL answers any time, and its "
         "`/events` stream (SSE) tells each review as it is counted. Every route but `/docs` needs a "
         "credential (`Authorization: Bearer <API key or JWT>`).",
+        lifespan=following,
     )
     api.state.webhook_sources = WebhookSources(settings.webhooks_path)
     generate_openapi = api.openapi
@@ -74,7 +87,7 @@ def http_app(agent: Agent) -> FastAPI:
         api,
         path=A2A_PATH,
         front=lambda: front,
-        authenticate=door.authenticate,
+        authenticate=door.identify,  # authenticated and counted against the caller's rate
         card=lambda: agent.instance_card.to_wire(),
     )
     return api

@@ -4,18 +4,24 @@ reviewers and coordinator, real HTTP, a real nats-server with every service on i
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from bus.ops.identities import generate_for_mesh
 from bus.ops.launcher import start_mesh
 from bus.ops.settings import MeshSettings
 from services.gateway.api_keys import issue_key
+from services.gateway.webhook_sources import add_source
 from tests.e2e.support import eventually, sample, stream_messages
 
 REVIEWERS = ["security", "compliance", "coordinator"]
@@ -28,6 +34,8 @@ def start(nats_url, gatekeeper, home, names, *, replicas=None, env=None) -> tupl
         "reader": issue_key(settings.api_keys_path, "reader", ["releases:read"]),
         "burst": issue_key(settings.api_keys_path, "burst", ["releases:read"]),
         "holder": issue_key(settings.api_keys_path, "holder", ["events:*:publish", "releases:read"]),
+        "hook:ci": add_source(settings.webhooks_path, "ci", "standard"),
+        "hook:github": add_source(settings.webhooks_path, "github", "github"),
     }
     identities = gatekeeper.admit(generate_for_mesh(settings, home / "identities", names=names)) if gatekeeper else None
     mesh = start_mesh(
@@ -354,3 +362,137 @@ async def test_held_requests_are_capped_per_client_across_replicas_before_anythi
     assert "retry-after" in refused.headers
     assert [r.status_code for r in held] == [202, 202]
     assert [e for e in await events_stored(running) if e["release_id"] == refused_body["release_id"]] == []
+
+
+# --- webhooks ----------------------------------------------------------------------------
+
+
+def standard_headers(secret: str, body: bytes, *, delivery: str | None = None, at: datetime | None = None) -> dict:
+    """What a Standard Webhooks sender sends, signed by the `standardwebhooks` package."""
+    delivery = delivery or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(delivery, at, body.decode()),
+        "content-type": "application/json",
+    }
+
+
+async def test_a_standard_webhook_is_accepted_and_its_release_decided(mesh):
+    """A webhook signed by `standardwebhooks` with the source's secret is accepted (202 + status
+    URL), published on behalf of `webhook:ci`, and its release approved."""
+    running, keys = mesh
+    body = json.dumps(proposal_body()).encode()
+    async with http() as client:
+        response = await client.post(
+            f"{gateways(running)[0]}/v1/webhooks/ci", content=body, headers=standard_headers(keys["hook:ci"], body)
+        )
+        assert response.status_code == 202, response.text
+
+        async def decided():
+            status = (
+                await client.get(gateways(running)[1] + response.headers["location"], headers=bearer(keys["reader"]))
+            ).json()
+            return status if status["state"] == "decided" else None
+
+        status = await eventually(decided, timeout=20)
+    assert status["outcome"]["outcome"] == "approved"
+    release_id = json.loads(body)["release_id"]
+    assert [e["on_behalf_of"] for e in await events_stored(running) if e["release_id"] == release_id] == ["webhook:ci"]
+
+
+@pytest.mark.parametrize(
+    "case", ["tampered body", "wrong secret", "no signature", "expired timestamp", "unknown source"]
+)
+async def test_a_bad_webhook_is_refused_and_publishes_nothing(mesh, case):
+    """A tampered body, another secret, a missing signature or an old timestamp is a 401 problem
+    (an unknown source a 404), and nothing reaches the bus."""
+    running, keys = mesh
+    proposal = proposal_body()
+    body = json.dumps(proposal).encode()
+    secret, url = keys["hook:ci"], f"{gateways(running)[1]}/v1/webhooks/ci"
+    headers = standard_headers(secret, body)
+    if case == "tampered body":
+        body = json.dumps({**proposal, "changes": []}).encode()
+    elif case == "wrong secret":
+        headers = standard_headers("whsec_" + base64.b64encode(b"another secret, 32 bytes long!!!").decode(), body)
+    elif case == "no signature":
+        headers.pop("webhook-signature")
+    elif case == "expired timestamp":
+        headers = standard_headers(secret, body, at=datetime.now(UTC) - timedelta(minutes=10))
+    elif case == "unknown source":
+        url = f"{gateways(running)[1]}/v1/webhooks/nobody"
+    async with http() as client:
+        response = await client.post(url, content=body, headers=headers)
+    assert response.status_code == (404 if case == "unknown source" else 401), response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    await asyncio.sleep(0.3)
+    assert [e for e in await events_stored(running) if e["release_id"] == proposal["release_id"]] == []
+
+
+async def test_a_replayed_webhook_publishes_nothing_new_on_any_replica(mesh):
+    """The same signed delivery sent again, to the other replica, is answered 202 as a duplicate
+    and stores no second event."""
+    running, keys = mesh
+    body = json.dumps(proposal_body()).encode()
+    headers = standard_headers(keys["hook:ci"], body)
+    async with http() as client:
+        first = await client.post(f"{gateways(running)[0]}/v1/webhooks/ci", content=body, headers=headers)
+        replay = await client.post(f"{gateways(running)[1]}/v1/webhooks/ci", content=body, headers=headers)
+    assert first.status_code == 202 and first.json()["state"] != "duplicate"
+    assert replay.status_code == 202 and replay.json()["state"] == "duplicate"
+    release_id = json.loads(body)["release_id"]
+    assert len([e for e in await events_stored(running) if e["release_id"] == release_id]) == 1
+
+
+async def test_a_github_signed_webhook_is_accepted_and_a_forged_one_refused(mesh):
+    """GitHub's X-Hub-Signature-256 over the raw body with the source's secret is accepted; the
+    same body with a signature made with another secret is a 401."""
+    running, keys = mesh
+    body = json.dumps(proposal_body()).encode()
+    url = f"{gateways(running)[0]}/v1/webhooks/github"
+
+    def signed(secret: str) -> dict:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return {
+            "X-Hub-Signature-256": f"sha256={digest}",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "content-type": "application/json",
+        }
+
+    async with http() as client:
+        forged = await client.post(url, content=body, headers=signed("not-the-secret"))
+        good = await client.post(url, content=body, headers=signed(keys["hook:github"]))
+    assert forged.status_code == 401
+    assert good.status_code == 202, good.text
+
+
+# --- A2A ---------------------------------------------------------------------------------
+
+
+async def test_the_a2a_sdk_client_proposes_through_the_gateway_process_from_its_card(mesh):
+    """The official a2a-sdk client, built by ClientFactory from the card the gateway process
+    serves (JSON-RPC interface, bearer auth), sends a proposal and receives the completed task
+    with the approved outcome; streaming the same way ends completed too."""
+    from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+    from a2a.types.a2a_pb2 import TaskState
+
+    from tests.e2e.test_gateway_a2a import outcome_in, sending, sent
+
+    running, keys = mesh
+    base = gateways(running)[0]
+    async with httpx.AsyncClient(headers=bearer(keys["ci"]), timeout=30) as client_http:
+        card = await A2ACardResolver(client_http, base).get_agent_card()
+        assert [i.protocol_binding for i in card.supported_interfaces if i.url == f"{base}/a2a"] == ["JSONRPC"]
+        assert card.capabilities.streaming and "bearer" in card.security_schemes
+        client = ClientFactory(ClientConfig(streaming=False, httpx_client=client_http)).create(card)
+        task = await sent(client, sending(proposal_body()))
+        streaming = ClientFactory(ClientConfig(streaming=True, httpx_client=client_http)).create(card)
+        states = []
+        async for response in streaming.send_message(sending(proposal_body())):
+            if response.HasField("status_update"):
+                states.append(response.status_update.status.state)
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert outcome_in(task)["outcome"] == "approved"
+    assert states[-1] == TaskState.TASK_STATE_COMPLETED

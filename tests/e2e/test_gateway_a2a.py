@@ -9,7 +9,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
 import pytest
@@ -104,7 +104,7 @@ async def gateway_replica(settings, name: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def replicas(settings) -> AsyncIterator[callable]:
+async def replicas(settings) -> AsyncIterator[Callable]:
     """`await replicas(n)`: n gateway replicas, stopped after the test."""
     async with contextlib.AsyncExitStack() as stack:
 
@@ -115,7 +115,7 @@ async def replicas(settings) -> AsyncIterator[callable]:
 
 
 @pytest.fixture
-async def a2a() -> AsyncIterator[callable]:
+async def a2a() -> AsyncIterator[Callable]:
     """`await a2a(base, token, streaming=...)`: an a2a-sdk client made by ClientFactory from the
     card fetched over HTTP, sending `Authorization: Bearer <token>` (nothing without a token)."""
     async with contextlib.AsyncExitStack() as stack:
@@ -144,8 +144,9 @@ async def bus_only(settings):
         await nc.close()
 
 
-def proposal(sample: str, release_id: str, **changes) -> dict:
-    return {**json.loads((SAMPLES / f"{sample}.json").read_text()), "release_id": release_id, **changes}
+def proposal(sample: str, release_id: str) -> dict:
+    """A sample from contracts/samples, as JSON, under a release id of its own."""
+    return {**json.loads((SAMPLES / f"{sample}.json").read_text()), "release_id": release_id}
 
 
 def sending(body: dict, *, return_immediately: bool = False) -> SendMessageRequest:
@@ -183,30 +184,37 @@ async def revision_status(settings, body: dict) -> dict | None:
         await nc.close()
 
 
-async def test_a_clean_proposal_completes_approved_and_every_replica_tells_it_to_its_caller(mesh, replicas, a2a):
-    """SendMessage with release_clean answers a completed task with the approved outcome as its
-    artifact; GetTask and ListTasks on another replica return the same task, to its caller only."""
+async def test_proposals_complete_with_their_outcomes_and_every_replica_tells_them_to_their_caller(mesh, replicas, a2a):
+    """SendMessage answers a completed task with the outcome as its artifact: approved for
+    release_clean, blocked for release_secret (a committed credential). GetTask and ListTasks on
+    another replica return the same tasks, to their caller only."""
     first, second = await replicas(2)
     client = await a2a(first, "publisher-token")
 
-    task = await sent(client, sending(proposal("release_clean", "rel-a2a-clean")))
+    clean, secret = await asyncio.gather(
+        sent(client, sending(proposal("release_clean", "rel-a2a-clean"))),
+        sent(client, sending(proposal("release_secret", "rel-a2a-secret"))),
+    )
 
-    assert task.status.state == COMPLETED
-    outcome = outcome_in(task)
-    assert (outcome["release_id"], outcome["outcome"]) == ("rel-a2a-clean", "approved")
-    assert MessageToDict(task.metadata)["release_id"] == "rel-a2a-clean"
-    assert task.status.message.parts[0].text == outcome["reason"]
+    assert (clean.status.state, secret.status.state) == (COMPLETED, COMPLETED)
+    approved, blocked = outcome_in(clean), outcome_in(secret)
+    assert (approved["release_id"], approved["outcome"]) == ("rel-a2a-clean", "approved")
+    assert (blocked["release_id"], blocked["outcome"]) == ("rel-a2a-secret", "blocked")
+    assert "security" in blocked["reason"]
+    assert MessageToDict(clean.metadata)["release_id"] == "rel-a2a-clean"
+    assert clean.status.message.parts[0].text == approved["reason"]
 
     elsewhere = await a2a(second, "publisher-token")
-    again = await elsewhere.get_task(GetTaskRequest(id=task.id))
-    assert (again.id, again.context_id, again.status.state) == (task.id, task.context_id, COMPLETED)
-    assert outcome_in(again) == outcome
+    again = await elsewhere.get_task(GetTaskRequest(id=clean.id))
+    assert (again.id, again.context_id, again.status.state) == (clean.id, clean.context_id, COMPLETED)
+    assert outcome_in(again) == approved
     listed = await elsewhere.list_tasks(ListTasksRequest(include_artifacts=True))
-    assert [t.id for t in listed.tasks] == [task.id]
+    assert {t.id: outcome_in(t)["outcome"] for t in listed.tasks} == {clean.id: "approved", secret.id: "blocked"}
 
     stranger = await a2a(second, "reader-token")
     with pytest.raises(TaskNotFoundError):
-        await stranger.get_task(GetTaskRequest(id=task.id))
+        await stranger.get_task(GetTaskRequest(id=clean.id))
+    assert list((await stranger.list_tasks(ListTasksRequest())).tasks) == []
 
 
 async def test_a_streamed_proposal_goes_from_working_to_completed(mesh, replicas, a2a):
@@ -228,19 +236,6 @@ async def test_a_streamed_proposal_goes_from_working_to_completed(mesh, replicas
     assert [a["outcome"] for a in artifacts] == ["approved"]
 
 
-async def test_a_release_with_a_secret_completes_blocked(mesh, replicas, a2a):
-    """release_secret (a committed credential) answers a completed task whose outcome is blocked."""
-    (base,) = await replicas(1)
-    client = await a2a(base, "publisher-token")
-
-    task = await sent(client, sending(proposal("release_secret", "rel-a2a-secret")))
-
-    assert task.status.state == COMPLETED
-    outcome = outcome_in(task)
-    assert outcome["outcome"] == "blocked"
-    assert "security" in outcome["reason"]
-
-
 async def test_a_round_outlives_its_replica_and_cannot_be_cancelled(mesh, settings, replicas, a2a):
     """A task sent to one replica, which then stops, is followed to its outcome by a subscriber on
     another (its state is the round's, on the bus); CancelTask is refused while it runs."""
@@ -254,10 +249,12 @@ async def test_a_round_outlives_its_replica_and_cannot_be_cancelled(mesh, settin
         (survivor,) = await replicas(1)
         other = await a2a(survivor, "publisher-token", streaming=True)
 
-        async def working():
-            return (await other.get_task(GetTaskRequest(id=task.id))).status.state == WORKING
+        async def reviewed_by_security():
+            status = await revision_status(settings, body)
+            return status is not None and [r["reviewer"] for r in status.get("reviews", [])] == ["security"]
 
-        assert await eventually(working, timeout=10)
+        assert await eventually(reviewed_by_security, timeout=10)
+        assert (await other.get_task(GetTaskRequest(id=task.id))).status.state == WORKING
         with pytest.raises(TaskNotCancelableError, match="cannot be cancelled"):
             await other.cancel_task(CancelTaskRequest(id=task.id))
 
@@ -296,7 +293,7 @@ async def test_callers_without_a_credential_or_the_scope_are_refused_and_nothing
     bus_only, settings, replicas, a2a
 ):
     """No credential, or an unknown one, is a 401; a credential without the publish scope is a
-    403; the revision is unknown on the bus afterwards."""
+    403; a body over the limit is a 413; the revision is unknown on the bus afterwards."""
     (base,) = await replicas(1)
     body = proposal("release_clean", "rel-a2a-refused")
 
@@ -304,6 +301,12 @@ async def test_callers_without_a_credential_or_the_scope_are_refused_and_nothing
         client = await a2a(base, token)
         with pytest.raises(A2AClientError, match=f"HTTP Error {status}"):
             await sent(client, sending(body))
+    huge = {**body, "description": "x" * settings.gateway_body_limit_bytes}
+    async with httpx.AsyncClient(headers={"Authorization": "Bearer publisher-token"}) as http:
+        request = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": MessageToDict(sending(huge))}
+        too_big = await http.post(f"{base}/a2a", json=request, headers={"A2A-Version": "1.0"})
+    assert too_big.status_code == 413
+    assert too_big.headers["content-type"] == "application/problem+json"
 
     assert await revision_status(settings, body) is None
     assert await proposals_on_the_bus(settings) == []

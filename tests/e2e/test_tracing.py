@@ -254,3 +254,51 @@ async def test_a_dead_lettered_message_shows_a_failed_span_and_its_dead_letter(s
     assert letter.parent_id == processed.span_id and record_sent.parent_id == letter.span_id
     assert letter.attributes["error.type"] == "invalid"
     assert "Invalid JSON" in letter.attributes["mesh.dead_letter.reason"]
+
+
+async def test_a_proposal_posted_to_the_gateway_is_one_trace_from_the_http_request_to_the_outcome(
+    settings, launch, spans
+):
+    """A POST carrying the caller's `traceparent` is a SERVER span of the gateway under the caller's
+    span, named after its route; the gateway's publish is its child, and the reviews and the
+    outcome follow in the same trace, which the outcome records."""
+    import httpx
+
+    from services.gateway.api_keys import issue_key
+
+    key = issue_key(settings.api_keys_path, "ci")
+    mesh_ = await asyncio.to_thread(launch, settings, ["security", "compliance", "coordinator", "gateway"])
+    gateway = next(s.url for s in mesh_.services if s.name == "gateway")
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    body = sample("release_clean", release_id="rel-gw-trace").model_dump_json()
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{gateway}/v1/events/release.proposed?wait=20",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "application/json",
+                "traceparent": f"00-{trace_id}-{caller_span}-01",
+            },
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"]["trace_id"] == trace_id
+    ns = settings.namespace
+
+    async def complete():
+        found = spans.of_trace(trace_id)
+        names = {(s.service, s.name) for s in found}
+        wanted = {("gateway", "POST /v1/events/{event_type}"), ("coordinator", f"send {ns}.outcomes.release.*.*")}
+        return found if wanted <= names else None
+
+    found = await eventually(complete, timeout=10)
+    assert found, tree(spans.of_trace(trace_id))
+    served = one(found, service="gateway", name="POST /v1/events/{event_type}")
+    assert served.kind == "SPAN_KIND_SERVER" and served.parent_id == caller_span
+    assert served.attributes["http.response.status_code"] == 200
+    assert served.attributes["http.route"] == "/v1/events/{event_type}"
+    sent = one(found, service="gateway", name=f"send {ns}.events.release.proposed")
+    assert sent.parent_id == served.span_id
+    assert {s.service for s in found} >= {"gateway", "security", "compliance", "coordinator"}
+    probes = [s for s in spans.of_service("gateway") if s.attributes.get("url.path") in ("/healthz", "/readyz")]
+    assert probes == []  # `launch` probed /readyz until ready: never a span

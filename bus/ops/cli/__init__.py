@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from bus.errors import MeshError, NatsUnreachable
 from bus.ops.bench import cli as bench
+from bus.ops.bench import gateway_cli as bench_gateway
 from bus.ops.bench import llm_cli as bench_llm
 from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running, trace
 from bus.ops.cli import asyncapi as asyncapi_command
@@ -69,6 +70,7 @@ gateway_commands.register(app)
 trace.register(app)
 asyncapi_command.register(app)
 bench_llm.register(bench.bench)  # `mesh bench llm`
+bench_gateway.register(bench.bench)  # `mesh bench gateway`
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ JSON_RUNS: dict[str, tuple[list[str], type]] = {
 JSON_TESTED_ELSEWHERE = {
     "status": "tests/e2e/test_cli_e2e.py",
     "trace": "tests/e2e/test_mesh_trace.py",
+    "bench gateway": "tests/bus/ops/bench/test_bench_smoke.py",
 }
 
 

@@ -95,3 +95,17 @@ def test_bench_is_a_group_so_other_benchmarks_fit_beside_it():
     assert result.returncode == 0
     assert "--proposals" in result.stdout and "--concurrency" in result.stdout
     assert "COMMAND" in result.stdout
+
+
+def test_the_gateway_benchmark_runs_and_reports_both_paths(tmp_path):
+    """`mesh bench gateway` decides every proposal over the bus and through the gateway and
+    reports the medians, the added latency and the ratio (figures are not asserted)."""
+    env = {**os.environ, "MESH_HOME": str(tmp_path / "mesh")}
+    env.pop("MESH_NATS_URL", None)
+    result = run_bench(["gateway", "-n", "3", "--warmup", "1", "--json"], env=env, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["proposals"] == 3
+    for field in ("bus_median_ms", "bus_p90_ms", "gateway_median_ms", "gateway_p90_ms", "added_median_ms", "ratio"):
+        assert isinstance(figures[field], int | float), field
