@@ -19,9 +19,11 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bus.card_builder import contract_name
 from bus.http import PROBLEM_JSON, conditional_json, problem
 from bus.runtime import Agent
 from bus.telemetry import Telemetry
+from contracts.catalog import json_schema
 from contracts.validation import describe_errors
 
 PROBLEM_SCHEMA = {
@@ -121,6 +123,10 @@ def service_api(
             detail = f"{request.method} {request.url.path[:200]}: {detail.lower()}; the API is described at /docs"
         return problem_json(exc.status_code, detail, headers=exc.headers)
 
+    @api.exception_handler(Exception)  # a bug: a problem body, not Starlette's text/plain (still logged)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return problem_json(500, f"{request.method} {request.url.path[:200]} failed unexpectedly; see the service log")
+
     @api.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(describe_errors(exc.errors(), whole="", skip=1))  # skip `query`/`path`
@@ -129,6 +135,15 @@ def service_api(
     @api.get("/.well-known/agent-card.json", summary=f"The {agent.name}'s own A2A card", responses=NOT_MODIFIED)
     async def well_known(request: Request) -> Response:
         return cacheable(request, agent.instance_card.to_wire())
+
+    wire = [(s.subject, s.model) for s in agent.subscriptions] + agent.produces
+    named = sorted({n for n in (contract_name(m) for _, m in wire) if n})
+
+    @api.get("/schemas/{name}.json", summary="JSON Schema of a message on the card", responses=NOT_MODIFIED)
+    async def schema(request: Request, name: str) -> Response:
+        if name not in named:
+            raise HTTPException(404, f"no message {name[:100]!r} on this card; it names {', '.join(named) or 'none'}")
+        return cacheable(request, json_schema(name))
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -29,6 +29,9 @@ class Refusal(Exception):
         return f"{self.status}: {self.detail}"
 
 
+_BEARER = {"WWW-Authenticate": 'Bearer realm="agent-mesh"'}
+
+
 def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, round(seconds + 0.49)))}
 
@@ -52,10 +55,15 @@ class Door:
         return self._rates, self._held
 
     async def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        """The caller the request's credential proves. Two credential headers of the same name are
+        refused: a proxy adding its own would otherwise make the routes disagree on who called."""
+        getlist = getattr(headers, "getlist", None)
+        if getlist and (len(getlist("authorization")) > 1 or len(getlist("x-api-key")) > 1):
+            raise Refusal(401, "send one credential, in one Authorization (or X-API-Key) header", _BEARER)
         try:
             return await self.authenticator.authenticate(headers)
         except Unauthenticated as exc:
-            raise Refusal(401, exc.detail, {"WWW-Authenticate": 'Bearer realm="agent-mesh"'}) from None
+            raise Refusal(401, exc.detail, _BEARER) from None
 
     async def identify(self, headers: Mapping[str, str]) -> Caller:
         """The caller, counted against its rate (for entrances that check scopes themselves: A2A)."""

@@ -24,6 +24,7 @@ from bus.client import MeshClient
 from bus.expiring_keys import claim, read
 from bus.telemetry import Telemetry
 from contracts.catalog import CONTRACTS
+from contracts.envelope import SCHEMA_VERSION, Envelope, new_event_id, utc_now
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.subjects import subject_token
@@ -97,8 +98,9 @@ def parse_event(event_type: str, body: bytes | str | dict) -> ReleaseProposed:
         raise UnknownEventType(event_type)
     try:
         if isinstance(body, dict):
-            return contract.model.model_validate(body)
-        return contract.model.model_validate_json(body)
+            event = contract.model.model_validate(body)
+        else:
+            event = contract.model.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidEvent(
             [
@@ -106,6 +108,31 @@ def parse_event(event_type: str, body: bytes | str | dict) -> ReleaseProposed:
                 for e in exc.errors(include_url=False)
             ]
         ) from None
+    if problems := _unfit_for_the_gateway(event):
+        raise InvalidEvent(problems)
+    return event
+
+
+# What the gateway writes itself on every event it publishes, whatever the caller sent.
+_ENVELOPE = {name.replace("_", "").lower(): name for name in Envelope.model_fields}
+
+
+def _unfit_for_the_gateway(event: ReleaseProposed) -> list[dict[str, str]]:
+    """What a caller may not send through the gateway though the contract allows it: a release id
+    no status URL can hold, and extra fields posing as the envelope (`onBehalfOf`, `Producer`)."""
+    problems = []
+    release_id = event.release_id
+    if "/" in release_id or "\\" in release_id or release_id.strip(".") == "":
+        problems.append(
+            {
+                "field": "release_id",
+                "message": "must not contain '/' or '\\' nor be only dots: it is part of a URL path",
+            }
+        )
+    for extra in event.model_extra or {}:
+        if (name := _ENVELOPE.get(extra.replace("_", "").replace("-", "").lower())) and extra != name:
+            problems.append({"field": extra, "message": f"looks like the envelope's {name!r}, which the gateway sets"})
+    return problems
 
 
 def publishable_event_types() -> list[str]:
@@ -168,13 +195,27 @@ class Front:
 
         A retry is published again rather than skipped: if the first attempt died between claiming
         its key and publishing, skipping would lose the event; publishing twice costs nothing."""
-        proposal = proposal.model_copy(update={"producer": PRODUCER, "on_behalf_of": caller.id})
+        proposal = proposal.model_copy(update=self._envelope(proposal, caller))
         revision = Revision(proposal.release_id, proposal.content_digest)
         if idempotency_key is not None:
             await self._claim_idempotency(caller, idempotency_key, revision)
         await self._remember_accepted(revision)
         ack = await self.client.propose(proposal)
         return Accepted(revision, published=not ack.duplicate, proposal=proposal)
+
+    @staticmethod
+    def _envelope(proposal: ReleaseProposed, caller: Caller) -> dict[str, Any]:
+        """The envelope of an event the gateway publishes: its own, never the caller's (an
+        `event_id` chosen by a caller could collide with another release's)."""
+        return {
+            "event_id": new_event_id(),
+            "correlation_id": proposal.release_id,
+            "causation_id": None,
+            "producer": PRODUCER,
+            "on_behalf_of": caller.id,
+            "occurred_at": utc_now(),
+            "schema_version": SCHEMA_VERSION,
+        }
 
     async def _claim_idempotency(self, caller: Caller, key: str, revision: Revision) -> None:
         """Bind the caller's key to this revision; IdempotencyConflict if it is bound to another."""

@@ -10,6 +10,7 @@ caller id is `jwt:<iss>#<sub>`); the issuer and audience are checked when config
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import jwt
@@ -75,6 +76,8 @@ class JwtVerifier:
             raise TokenRejected("The token's header has no `kid` naming the provider's key that signed it.")
         key = await self._signing_key(header["kid"])
         claims = self._decode(token, key)
+        if not str(claims["sub"]).strip():
+            raise TokenRejected("The token's `sub` is empty: it names no caller.")
         scopes = scopes_of(claims)
         return Caller(id=f"jwt:{claims['iss']}#{claims['sub']}", scopes=scopes)
 
@@ -138,6 +141,9 @@ class JwtVerifier:
                 return f"The token is not valid ({exc})."
 
 
+LITERAL_SCOPE = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*")
+
+
 def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     """The scopes a token grants: `scope` (space-separated, RFC 8693/9068) and `scp` (a list, or
     a space-separated string as some providers send it)."""
@@ -148,4 +154,6 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
             found.update(value.split())
         elif isinstance(value, list):
             found.update(item for item in value if isinstance(item, str))
-    return frozenset(found)
+    # Literal scopes only: Caller.allows treats `*`, `?` and `[` in a granted scope as wildcards,
+    # and a token's issuer did not mean `[e]vents:…` or `*` as a pattern over our scope names.
+    return frozenset(scope for scope in found if LITERAL_SCOPE.fullmatch(scope))

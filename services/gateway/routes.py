@@ -36,9 +36,11 @@ from services.gateway.webhooks import (
 EVENT_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 DIGEST = r"^[0-9a-f]{64}$"
 AUTH_ERRORS = {
+    400: problem_response("A malformed path, query or header (`wait`, `Idempotency-Key`, `Last-Event-ID`…)."),
     401: problem_response("No credential, or one that is unknown, expired or revoked."),
     403: problem_response("The credential lacks the scope this route needs."),
     429: problem_response("Over the client's rate or held-request limit; retry after `Retry-After` seconds."),
+    503: problem_response("The bus could not count the request against the limits; retry after `Retry-After`."),
 }
 BODY_ERRORS = {
     404: problem_response("No event type of that name may be published."),
@@ -191,11 +193,13 @@ def gateway_routes(door: Door) -> APIRouter:
         summary="A signed webhook from a configured source (Standard Webhooks or GitHub's HMAC)",
         status_code=202,
         responses={
+            400: AUTH_ERRORS[400],
             401: problem_response("A missing or bad signature, or a timestamp outside the tolerance."),
             404: problem_response("No webhook source of that name is configured."),
             413: problem_response("The body is over the configured limit."),
             422: problem_response("The signed body is not the contract."),
             429: AUTH_ERRORS[429],
+            503: AUTH_ERRORS[503],
         },
     )
     async def webhook(request: Request, source: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]) -> JSONResponse:
@@ -208,19 +212,20 @@ def gateway_routes(door: Door) -> APIRouter:
         except WebhookRefused as exc:
             raise Refusal(exc.status, exc.detail) from None
         caller = Caller(id=f"webhook:{source}", scopes=frozenset({publish_scope(configured.event_type)}))
-        await door.count(caller.client)
         proposal = _parse(configured.event_type, body)
         revision = Revision(proposal.release_id, proposal.content_digest)
         kv = await front.gateway_kv()
         window = replay_window(configured, tolerance=tolerance, github=settings.gateway_webhook_replay_seconds)
         if not await first_delivery(kv, source, delivery, ttl=window):
-            # a 2xx, so the sender stops retrying; nothing is published again
+            # A 2xx, so the sender stops retrying; nothing is published again, and a replay does not
+            # count against the source's rate (or one captured delivery could keep it at 429).
             return JSONResponse(
                 {**revision.as_dict(), "state": "duplicate", "detail": f"delivery {delivery} was received before"},
                 202,
                 headers={"Location": revision.path},
             )
         try:
+            await door.count(caller.client)
             submitted = await _submit(door, proposal, caller, None)
         except BaseException:
             await forget_delivery(kv, source, delivery)  # the sender's retry must be taken, not refused
@@ -253,6 +258,6 @@ def _resume_point(last_event_id: str | None) -> int | None:
         return 0
     if last_event_id == "outcome":
         return None
-    if last_event_id.isdigit():
+    if last_event_id.isascii() and last_event_id.isdigit():  # not `²`: str.isdigit takes it, int() does not
         return int(last_event_id)
     raise Refusal(400, f"Last-Event-ID {last_event_id[:64]!r} is not an id this stream sent (a number or `outcome`)")

@@ -70,8 +70,9 @@ def http_app(agent: Agent) -> FastAPI:
         title="agent-mesh gateway",
         description="Publish events (release proposals) over HTTP, signed webhooks or A2A, and follow each "
         "revision to its outcome: `?wait=` holds the request, the status URL answers any time, and its "
-        "`/events` stream (SSE) tells each review as it is counted. Every route but `/docs` needs a "
-        "credential (`Authorization: Bearer <API key or JWT>`).",
+        "`/events` stream (SSE) tells each review as it is counted. Every `/v1` and `/a2a` route needs a "
+        "credential (`Authorization: Bearer <API key or JWT>`), except `/v1/webhooks/*`, which needs the "
+        "source's signature instead; the docs, the card, the schemas and the probes need none.",
         lifespan=following,
     )
     api.state.webhook_sources = WebhookSources(settings.webhooks_path)
@@ -88,14 +89,23 @@ def http_app(agent: Agent) -> FastAPI:
         path=A2A_PATH,
         front=lambda: front,
         authenticate=door.identify,  # authenticated and counted against the caller's rate
+        held=door.held,  # streams and blocking sends take a place under the caller's cap
         card=lambda: agent.instance_card.to_wire(),
     )
     return api
 
 
 def with_contract_schemas(schema: dict) -> dict:
-    """The OpenAPI document with the schema of each publishable contract (its request bodies)."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    """The OpenAPI document with the schema of each publishable contract (its request bodies)
+    and the bearer credential the `/v1` routes (but webhooks) and `/a2a` need."""
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (mk_…) or a JWT."}
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if (path.startswith("/v1/") and not path.startswith("/v1/webhooks/")) or path.startswith(A2A_PATH):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+    components = schema["components"].setdefault("schemas", {})
     for contract in CONTRACTS.values():
         if contract.publishable:
             model_schema = contract.model.model_json_schema(ref_template="#/components/schemas/{model}")

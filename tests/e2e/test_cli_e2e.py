@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from services.index import SERVICES
 from tests.bus.ops.test_cli import mesh
 from tests.e2e.support import mesh_up
 
@@ -68,7 +69,7 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
     try:
         assert run_file.exists(), up.stdout.read() if up.poll() is not None else "no run file"
         info = json.loads(run_file.read_text())
-        assert set(info["services"]) == {"registry", "security", "compliance", "coordinator"}
+        assert set(info["services"]) == set(SERVICES)  # every service the mesh has
         for service in info["services"].values():
             assert httpx.get(f"{service['url']}/healthz", timeout=5).status_code == 200
         registry = info["services"]["registry"]["url"]

@@ -137,7 +137,13 @@ async def test_a_clean_release_posted_with_wait_returns_its_approved_outcome_and
     """POST ?wait=30 answers 200 with the approved outcome; the event on the bus was published
     by the gateway on behalf of the authenticated caller (whatever the body claimed)."""
     running, keys = mesh
-    body = proposal_body(on_behalf_of="someone-else", producer="spoofed")
+    body = proposal_body(
+        on_behalf_of="someone-else",
+        producer="spoofed",
+        event_id="c10dd95900014da39ff4da4a8d55c554",
+        correlation_id="rel-42",
+        occurred_at="1999-01-01T00:00:00Z",
+    )
     async with http() as client:
         response = await client.post(
             f"{gateways(running)[0]}/v1/events/release.proposed?wait=30", json=body, headers=bearer(keys["ci"])
@@ -149,6 +155,9 @@ async def test_a_clean_release_posted_with_wait_returns_its_approved_outcome_and
     assert response.headers["location"] == f"/v1/releases/{body['release_id']}/revisions/{status['revision']}"
     stored = [e for e in await events_stored(running) if e["release_id"] == body["release_id"]]
     assert [(e["producer"], e["on_behalf_of"]) for e in stored] == [("gateway", "key:ci")]
+    # the envelope is the gateway's: a caller's event id could collide with another release's
+    assert stored[0]["event_id"] != body["event_id"] and stored[0]["correlation_id"] == body["release_id"]
+    assert not stored[0]["occurred_at"].startswith("1999")
 
 
 async def test_without_wait_a_202_points_at_a_status_url_that_any_replica_answers(mesh):
@@ -204,6 +213,10 @@ async def test_the_same_idempotency_key_for_other_content_is_a_409(mesh):
         ("unknown key", 401),
         ("under-scoped key", 403),
         ("unknown event type", 404),
+        ("release id with a slash", 422),
+        ("release id of dots", 422),
+        ("extra field posing as the envelope", 422),
+        ("two credentials", 401),
     ],
 )
 async def test_bad_input_gets_its_4xx_problem_and_publishes_nothing(mesh, case, status):
@@ -230,6 +243,16 @@ async def test_bad_input_gets_its_4xx_problem_and_publishes_nothing(mesh, case, 
         headers.update(bearer(keys["reader"]))
     elif case == "unknown event type":
         url = f"{base}/v1/events/round.decided"
+    elif case == "release id with a slash":  # its status URL could never be reached
+        release_id = f"a/{release_id}"
+        body = json.dumps(proposal_body(release_id=release_id)).encode()
+    elif case == "release id of dots":
+        release_id = ".."
+        body = json.dumps(proposal_body(release_id=release_id)).encode()
+    elif case == "extra field posing as the envelope":
+        body = json.dumps({**json.loads(body), "onBehalfOf": "key:admin"}).encode()
+    elif case == "two credentials":  # a proxy adding its own: which one counts must not be a guess
+        headers = [*headers.items(), ("Authorization", f"Bearer {keys['reader']}")]
     async with http() as client:
         response = await client.post(url, content=body, headers=headers)
     assert response.status_code == status, response.text
@@ -239,6 +262,8 @@ async def test_bad_input_gets_its_4xx_problem_and_publishes_nothing(mesh, case, 
     if case == "schema error":
         fields = {e["field"] for e in problem["errors"]}
         assert {"service", "version", "changes"} <= fields
+    if case.startswith("release id"):
+        assert [e["field"] for e in problem["errors"]] == ["release_id"]
     await asyncio.sleep(0.3)
     assert [e for e in await events_stored(running) if e.get("release_id") == release_id] == []
 
@@ -496,3 +521,70 @@ async def test_the_a2a_sdk_client_proposes_through_the_gateway_process_from_its_
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
     assert outcome_in(task)["outcome"] == "approved"
     assert states[-1] == TaskState.TASK_STATE_COMPLETED
+
+
+async def test_a_last_event_id_that_is_not_ours_is_a_400_problem(mesh):
+    """A Last-Event-ID this stream never sent — a superscript digit that `str.isdigit` takes but
+    `int()` does not, a negative number, words — is a 400 problem, never a 500."""
+    running, keys = mesh
+    async with http() as client:
+        posted = await client.post(
+            f"{gateways(running)[0]}/v1/events/release.proposed", json=proposal_body(), headers=bearer(keys["ci"])
+        )
+        url = gateways(running)[1] + posted.headers["location"] + "/events"
+        answers = [
+            await client.get(url, headers={**bearer(keys["ci"]), "Last-Event-ID": value})
+            for value in ("²".encode("latin-1"), b"-1", b"abc")
+        ]
+    assert [r.status_code for r in answers] == [400, 400, 400]
+    assert {r.headers["content-type"] for r in answers} == {"application/problem+json"}
+
+
+async def test_a_replayed_webhook_does_not_use_up_its_sources_rate(slow_mesh):
+    """With 12 requests a minute, one signed delivery replayed 15 times is a duplicate each time and
+    counts nothing: a new delivery from the same source is still taken."""
+    running, keys = slow_mesh
+    url = f"{gateways(running)[0]}/v1/webhooks/ci"
+    body = json.dumps(proposal_body()).encode()
+    headers = standard_headers(keys["hook:ci"], body)
+    async with http() as client:
+        replays = [(await client.post(url, content=body, headers=headers)).status_code for _ in range(15)]
+        fresh_body = json.dumps(proposal_body()).encode()
+        fresh = await client.post(url, content=fresh_body, headers=standard_headers(keys["hook:ci"], fresh_body))
+    assert replays == [202] * 15
+    assert fresh.status_code == 202, fresh.text
+
+
+async def test_a2a_streams_take_places_under_the_held_request_cap(slow_mesh):
+    """With 2 held requests per client, two A2A streams of slow rounds hold both places: a third
+    stream and a blocking SendMessage are 429 problems, a GetTask is not held and passes."""
+    from google.protobuf.json_format import MessageToDict
+
+    from tests.e2e.test_gateway_a2a import sending
+
+    running, keys = slow_mesh
+    url = f"{gateways(running)[0]}/a2a"
+    headers = {**bearer(keys["holder"]), "A2A-Version": "1.0", "Content-Type": "application/json"}
+
+    def rpc(method: str, params: dict) -> dict:
+        return {"jsonrpc": "2.0", "id": uuid.uuid4().hex, "method": method, "params": params}
+
+    def message() -> dict:
+        return MessageToDict(sending(proposal_body()))
+
+    async with http() as client:
+        streams = [
+            client.stream("POST", url, json=rpc("SendStreamingMessage", message()), headers=headers) for _ in range(2)
+        ]
+        opened = [await stream.__aenter__() for stream in streams]
+        try:
+            assert [r.status_code for r in opened] == [200, 200]
+            third = await client.post(url, json=rpc("SendStreamingMessage", message()), headers=headers)
+            blocking = await client.post(url, json=rpc("SendMessage", message()), headers=headers)
+            listed = await client.post(url, json=rpc("ListTasks", {}), headers=headers)
+        finally:
+            for stream in streams:
+                await stream.__aexit__(None, None, None)
+    assert (third.status_code, blocking.status_code) == (429, 429)
+    assert third.headers["content-type"] == "application/problem+json" and "retry-after" in third.headers
+    assert listed.status_code == 200

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from a2a.server.routes import add_a2a_routes_to_fastapi, create_jsonrpc_routes
 from a2a.types.a2a_pb2 import AgentCard
 from fastapi import FastAPI
 from google.protobuf.json_format import ParseDict
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -39,14 +41,17 @@ def mount_a2a(
     front: Callable[[], Front],
     authenticate: Callable[[Mapping[str, str]], Awaitable[Caller]],
     card: Callable[[], dict],
+    held: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
-    """Serve A2A JSON-RPC at `path` on `app`. `front` and `card` are read at the first request
+    """Serve A2A JSON-RPC at `path` on `app`. `held(client)` takes one of the client's places for
+    a held request (the gateway's cap, shared with `?wait` and event streams) for as long as a
+    blocking send, a stream or a subscription is answered; it raises a refusal when none is free. `front` and `card` are read at the first request
     (the connection and the card exist once the app runs); `authenticate` takes lower-cased
     headers and returns the caller, or raises an exception with a `detail` (a 401).
 
     `app.state.a2a` is the endpoint: `await app.state.a2a.aclose()` at shutdown stops the rounds
     this replica is following (they go on, on the bus, and any replica can tell them)."""
-    endpoint = A2AEndpoint(front=front, authenticate=authenticate, card=card)
+    endpoint = A2AEndpoint(front=front, authenticate=authenticate, card=card, held=held)
     add_a2a_routes_to_fastapi(app, jsonrpc_routes=[Route(path, endpoint.handle, methods=["POST"])])
     app.state.a2a = endpoint
 
@@ -60,7 +65,9 @@ class A2AEndpoint:
         front: Callable[[], Front],
         authenticate: Callable[[Mapping[str, str]], Awaitable[Caller]],
         card: Callable[[], dict],
+        held: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
+        self._held = held
         self._front = front
         self._authenticate = authenticate
         self._card = card
@@ -84,7 +91,7 @@ class A2AEndpoint:
         `CancelTask`, `ListTasks`); needs `Authorization` and the `A2A-Version: 1.0` header."""
         dispatch = self._ready()
         try:
-            caller = await self._authenticate({k.lower(): v for k, v in request.headers.items()})
+            caller = await self._authenticate(request.headers)  # lower-case keys; duplicates visible
         except Exception as exc:
             if not hasattr(exc, "detail"):
                 raise
@@ -98,7 +105,33 @@ class A2AEndpoint:
             return problem_json(403, f"{caller.id} lacks the scope {scope!r}; ask for a credential that grants it")
         replay = Request(request.scope, receive=replaying(body))
         setattr(replay.state, CALLER, caller)  # read by CallerContextBuilder
-        return await dispatch(replay)
+        if self._held is None or not holds_open(body):
+            return await dispatch(replay)
+        place = AsyncExitStack()
+        try:
+            await place.enter_async_context(self._held(caller.client))
+        except Exception as exc:
+            if not hasattr(exc, "detail"):
+                raise
+            return refusal(exc)
+        try:
+            response = await dispatch(replay)
+        except BaseException:
+            await place.aclose()
+            raise
+        # given back once the answer is sent, streamed ones included (a place a dying replica
+        # never gives back frees itself when its lease ends)
+        after = response.background
+
+        async def finished() -> None:
+            try:
+                if after is not None:
+                    await after()
+            finally:
+                await place.aclose()
+
+        response.background = BackgroundTask(finished)
+        return response
 
     async def aclose(self) -> None:
         """Stop following rounds (each is still on the bus; any replica tells it)."""
@@ -113,6 +146,19 @@ def refusal(exc: Exception) -> Response:
     if status == 401:
         headers = {**BEARER, **headers}
     return problem_json(status, str(exc.detail), headers=headers)
+
+
+def holds_open(body: bytes) -> bool:
+    """Whether answering this request holds it open: a stream, a subscription, or a SendMessage
+    that waits for the task to finish (not `returnImmediately`)."""
+    method = method_of(body)
+    if method in ("SendStreamingMessage", "SubscribeToTask"):
+        return True
+    if method != "SendMessage":
+        return False
+    params = json.loads(body).get("params")
+    configuration = params.get("configuration") if isinstance(params, dict) else None
+    return not (isinstance(configuration, dict) and configuration.get("returnImmediately") is True)
 
 
 def method_of(body: bytes) -> str | None:

@@ -8,10 +8,11 @@ from pydantic import ValidationError
 from bus.ops.settings import MeshSettings, TraceSettings
 from bus.settings import BusSettings
 from coordinator.settings import CoordinatorSettings
+from services.gateway.settings import GatewaySettings
 from services.llm.settings import LLMSettings
 from services.review.settings import ReviewerSettings
 
-LAYERS = (BusSettings, CoordinatorSettings, LLMSettings, ReviewerSettings)
+LAYERS = (BusSettings, CoordinatorSettings, LLMSettings, ReviewerSettings, GatewaySettings)
 
 
 def test_each_variable_reaches_the_layer_that_reads_it(monkeypatch: pytest.MonkeyPatch):
