@@ -36,7 +36,11 @@ SCOPE = re.compile(r"^[A-Za-z0-9_.*-]+(:[A-Za-z0-9_.*-]+)*$")
 # Hex, so it never holds the `_` that separates it from the secret (token_urlsafe's can).
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
-log = structlog.get_logger(__name__)
+
+def _log():
+    """A logger bound at the call: one bound at import keeps the logging configuration it first
+    saw (bus/logs.py caches loggers), and would miss a later one."""
+    return structlog.get_logger(__name__)
 
 
 class KeyFileError(ValueError):
@@ -253,10 +257,10 @@ class ApiKeyStore:
             self._report(str(exc))
             return {}
         self._problem = None
-        log.info("gateway.api_keys_loaded", path=str(self.path), keys=len(keys))
+        _log().info("gateway.api_keys_loaded", path=str(self.path), keys=len(keys))
         return {key.key_id: key for key in keys}
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:  # once, not on every request while it lasts
             self._problem = problem
-            log.error("gateway.api_keys_refused", path=str(self.path), why=problem, effect="no API key is accepted")
+            _log().error("gateway.api_keys_refused", path=str(self.path), why=problem, effect="no API key is accepted")
