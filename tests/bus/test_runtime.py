@@ -157,3 +157,29 @@ async def test_garbage_published_to_a_service_inbox_is_ignored_and_the_service_k
         await asyncio.sleep(0.3)
 
     assert handled == ["rel-real"]
+
+
+async def test_redeliveries_back_off_one_two_four_seconds(make_settings):
+    """A failing handler is redelivered after about 1 s, then 2 s, then 4 s (the server holds the
+    nak'd message for the delay): measured on a real server, so a zeroed or flat backoff fails.
+    Lower bounds only, with a margin; a loaded machine may only make the gaps longer."""
+    settings = make_settings(max_deliver=4)
+    seen: list[float] = []
+    agent = Agent("backoff", settings=settings)
+
+    @agent.consumes(
+        stream=settings.subjects.events_stream, subject=settings.subjects.release_proposed, model=ReleaseProposed
+    )
+    async def fail(event: ReleaseProposed, delivery: Delivery) -> None:
+        seen.append(asyncio.get_running_loop().time())
+        raise RuntimeError("downstream is down")
+
+    async with agent.running():
+        await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-backoff"))
+        await dead_letters(settings, expect=1, timeout=20)
+
+    gaps = [later - earlier for earlier, later in zip(seen, seen[1:], strict=False)]
+    assert len(gaps) == 3, gaps
+    for gap, wanted in zip(gaps, (1.0, 2.0, 4.0), strict=True):
+        assert gap >= wanted * 0.9, f"redelivered after {gap:.2f} s, not after about {wanted:g} s: {gaps}"
+    assert gaps[2] > gaps[0] * 2.5  # it grows: not one flat delay

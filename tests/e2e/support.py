@@ -82,3 +82,31 @@ def mesh_up(cwd, env: dict[str, str], *, timeout: float = 60.0):
     while not run_file.exists() and time.monotonic() < deadline and up.poll() is None:
         time.sleep(0.2)
     return up, run_file
+
+
+class OutcomeTap:
+    """A plain core-NATS subscriber on every outcome subject, as a consumer outside the mesh
+    would have: it sees each publish, duplicates included, before any stream dedupes them."""
+
+    def __init__(self, nats_url: str, subjects) -> None:
+        self.nats_url = nats_url
+        self.subject = subjects.outcomes
+        self.seen: list[tuple[str, bytes]] = []
+
+    async def __aenter__(self) -> OutcomeTap:
+        self.nc = await nats.connect(self.nats_url)
+
+        async def heard(msg) -> None:
+            self.seen.append((msg.subject, msg.data))
+
+        await self.nc.subscribe(self.subject, cb=heard)
+        await self.nc.flush()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.nc.drain()
+
+    def of(self, release_id: str) -> list[dict]:
+        """Every outcome heard for a release, parsed, in the order heard."""
+        found = [json.loads(data) for _, data in self.seen]
+        return [o for o in found if o.get("release_id") == release_id]

@@ -9,7 +9,7 @@ from bus.ops.embedded import free_port
 from contracts.outcomes import Outcome
 from coordinator.rounds import RoundState
 from coordinator.store import RoundStore
-from tests.e2e.support import eventually, sample, stream_messages
+from tests.e2e.support import OutcomeTap, eventually, sample, stream_messages
 
 
 async def outcomes_for(settings, release_id: str) -> list[bytes]:
@@ -27,7 +27,10 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
     )
     coordinator = next(s for s in mesh.services if s.name == "coordinator")
 
-    async with await MeshClient.connect(settings) as client:
+    async with (
+        OutcomeTap(settings.nats_url, settings.subjects) as tap,  # what a subscriber would hear
+        await MeshClient.connect(settings) as client,
+    ):
         store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
         proposal = sample("release_clean", release_id="rel-crash-1")
         await client.propose(proposal)
@@ -51,6 +54,7 @@ async def test_coordinator_killed_mid_round_still_publishes_exactly_one_outcome(
         assert sorted(r.reviewer for r in outcome.reviews) == ["compliance", "security"]
         await asyncio.sleep(1.5)
         assert len(await outcomes_for(settings, proposal.release_id)) == 1
+        assert len(tap.of(proposal.release_id)) == 1  # published once, not only stored once
 
 
 async def test_deadline_fires_even_when_the_coordinator_was_down_at_the_deadline(make_settings, launch):

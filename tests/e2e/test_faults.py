@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tests.e2e.support import eventually, sample, stream_messages
+from tests.e2e.support import OutcomeTap, eventually, sample, stream_messages
 from tests.fakes.anthropic_server import FakeAnthropic
 
 SONNET = "claude-sonnet-4-6"
@@ -53,6 +53,7 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
         security = [s for s in mesh.services if s.name == "security"]
         coordinators = [s for s in mesh.services if s.name == "coordinator"]
         releases = [sample("release_clean", release_id=f"rel-kill-{i}") for i in range(6)]
+        tap = await OutcomeTap(settings.nats_url, settings.subjects).__aenter__()  # hears every publish
         for proposal in releases:
             await client.propose(proposal)
 
@@ -72,8 +73,11 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
         outcomes = await asyncio.gather(*(client.wait_for_outcome(r, timeout=45) for r in releases))
         await asyncio.sleep(1.5)  # room for a wrong second review or outcome
         requests = len(api.requests)
+        await tap.__aexit__(None, None, None)
 
     assert all(outcome is not None for outcome in outcomes)
+    # of the two coordinators exactly one *published* each outcome: not one stored after dedupe
+    assert {r.release_id: len(tap.of(r.release_id)) for r in releases} == {r.release_id: 1 for r in releases}
     for outcome in outcomes:
         assert [r.reviewer for r in outcome.reviews].count("security") == 1
         assert outcome.reviews[0].model == SONNET or outcome.reviews[1].model == SONNET
