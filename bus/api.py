@@ -147,7 +147,8 @@ def service_api(
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
-        return {"status": "ok", "service": agent.name}
+        daemon = getattr(agent, "daemon", None)  # a daemon agent says whether this instance is active
+        return {"status": "ok", "service": agent.name, **(daemon.status() if daemon else {})}
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -30,12 +30,24 @@ from pydantic.json_schema import models_json_schema
 from bus.card_builder import mesh_version, without_credentials
 from bus.exhausted import MaxDeliveriesAdvisory
 from bus.settings import BusSettings
+from contracts.alerts import MeshAlert
+from contracts.approvals import (
+    ApprovalDecided,
+    ApprovalExpiring,
+    ApprovalRequested,
+    ApprovalTimer,
+    DecisionVerdict,
+)
+from contracts.audit import AuditRecord
 from contracts.catalog import CONTRACTS
 from contracts.deadletters import DeadLetter
 from contracts.deadlines import RoundDeadline
+from contracts.digests import DigestDelivered, DigestPublished
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
+from contracts.schedules import ScheduleDefinition
+from contracts.stewardship import DecisionRecorded, ServiceRiskChanged
 from contracts.subjects import Subjects
 
 VERSION = "3.0.0"
@@ -178,6 +190,185 @@ def channels(s: Subjects) -> list[Channel]:
             "and never got an ack (its agent died or hung); the agent dead-letters it from here.",
             parameters={"stream": "The stream holding the message.", "consumer": "The durable consumer."},
             sent_by={SERVER: "Publishes the advisory; the advisories stream keeps it until an agent handles it."},
+        ),
+        Channel(
+            "decisionRecorded",
+            _address(s.decision_recorded, "service"),
+            DecisionRecorded,
+            "One decided release of a service, in the steward's long-term history (stream `history`, searched by "
+            "`GET /services/{name}/history` on the steward).",
+            parameters={"service": "The service released, as a subject token."},
+            headers={"Nats-Msg-Id": _msg_id("steward:decided:<stream>:<seq>", "one per outcome applied."), **standard},
+            required=("Nats-Msg-Id",),
+        ),
+        Channel(
+            "riskChanged",
+            _address(s.risk_changed, "service"),
+            ServiceRiskChanged,
+            "The steward's risk level of a service moved (low, medium, high), with the reasons.",
+            parameters={"service": "The service, as a subject token."},
+            headers={
+                "Nats-Msg-Id": _msg_id("steward:risk:<stream>:<seq>", "one per outcome that moved it."),
+                **standard,
+            },
+            required=("Nats-Msg-Id",),
+            received_by={OUTSIDE: "Follow risk changes: subscribe to the subject, or read the history stream."},
+        ),
+        Channel(
+            "scheduleDefined",
+            _address(s.schedule_definition, "agent", "schedule"),
+            ScheduleDefinition,
+            "An agent's schedule, kept by the NATS server's scheduler (one per subject; publishing again "
+            "replaces it, purging the subject removes it). Written by `mesh provision` from what agents declare; "
+            "a self-scheduled agent writes its next `@at` run here itself.",
+            parameters={"agent": "The agent the schedule is for.", "schedule": "The schedule's name."},
+            headers={
+                "Nats-Schedule": {
+                    "type": "string",
+                    "description": "A 6-field cron expression, `@every <interval>`, or `@at <RFC 3339 time>`.",
+                },
+                "Nats-Schedule-Target": {"type": "string", "description": "The scheduleTick subject to fire on."},
+                "Nats-Schedule-Time-Zone": {"type": "string", "description": "IANA time zone of a cron schedule."},
+                "Nats-Schedule-TTL": {"type": "string", "description": "How long each fired tick is kept."},
+                "content-type": CONTENT_TYPE,
+            },
+            required=("Nats-Schedule", "Nats-Schedule-Target"),
+            sent_by={
+                OPERATORS: "`mesh provision` creates, replaces and removes schedules; `mesh schedule pause|resume`."
+            },
+            received_by={SERVER: "Keeps the schedule and fires a copy onto scheduleTick at each firing."},
+        ),
+        Channel(
+            "scheduleTick",
+            _address(s.schedule_tick, "agent", "schedule"),
+            ScheduleDefinition,
+            "One firing of an agent's schedule: the server's copy of the schedule message (or a manual firing "
+            "from `mesh schedule trigger`), read by the agent's durable consumer for that schedule.",
+            parameters={"agent": "The agent the tick is for.", "schedule": "The schedule that fired."},
+            headers={
+                "Nats-Scheduler": {"type": "string", "description": "The schedule's subject (set by the server)."},
+                "Nats-Schedule-Next": {"type": "string", "description": "When it fires next (set by the server)."},
+                "content-type": CONTENT_TYPE,
+            },
+            sent_by={
+                SERVER: "Fires the schedule kept on scheduleDefined at each firing.",
+                OPERATORS: "`mesh schedule trigger NAME` fires one now.",
+            },
+        ),
+        Channel(
+            "digestPublished",
+            s.digest_published,
+            DigestPublished,
+            "The digest agent's summary of one window of the mesh's work: outcomes, findings, escalated "
+            "releases, dead letters, alerts, spend per reviewer (and a model's summary, with a key).",
+            headers={
+                "Nats-Msg-Id": _msg_id("digest:<window start>/<window end>", "one digest per window."),
+                **standard,
+            },
+            required=("Nats-Msg-Id",),
+            received_by={OUTSIDE: "Follow the digests: subscribe to the subject, or read the digests stream."},
+        ),
+        Channel(
+            "digestDelivered",
+            _address(s.digest_delivered, "tick"),
+            DigestDelivered,
+            "What became of one tick's digest at the outbound webhook: delivered, failed after N attempts, "
+            "or skipped; a redelivered tick finds it and does nothing twice.",
+            parameters={"tick": "The digest's schedule tick id, as a subject token."},
+            headers={"Nats-Msg-Id": _msg_id("digest-delivery:<tick>", "one record per tick."), **standard},
+            required=("Nats-Msg-Id",),
+        ),
+        Channel(
+            "meshAlert",
+            _address(s.alert, "kind"),
+            MeshAlert,
+            "A problem the watch agent found in the mesh (dead letters, an escalation backlog, a reviewer "
+            "without a live instance, rounds closed by fallback), with its severity and figures.",
+            parameters={"kind": "dead_letters, escalation_backlog, reviewer_down or fallback_rounds."},
+            headers={"Nats-Msg-Id": _msg_id("alert:<check>:<kind>", "one alert of a kind per check."), **standard},
+            required=("Nats-Msg-Id",),
+            received_by={OUTSIDE: "Page on alerts: subscribe to the subject; the digest counts them."},
+        ),
+        Channel(
+            "approvalDecided",
+            _address(s.approval_decided, "channel", "release"),
+            ApprovalDecided,
+            "A person's decision on an escalated release: the gateway publishes its authenticated callers' "
+            "(channel `gateway`), the operator CLI the operator's (channel `operator`); the coordinator takes "
+            "or refuses it.",
+            parameters={"channel": "gateway or operator: who may speak for the decider.", "release": release},
+            headers={"Nats-Msg-Id": _msg_id("decision:<event id>", "one per decision."), **standard},
+            required=("Nats-Msg-Id",),
+            sent_by={OPERATORS: "`mesh approve RELEASE --note …`, `mesh reject RELEASE --note …`."},
+        ),
+        Channel(
+            "approvalVerdict",
+            _address(s.approval_verdict, "decision"),
+            DecisionVerdict,
+            "The coordinator's answer to one decision: taken (200, or 202 when another approver is needed) "
+            "or refused (403, 404, 409) with the reason.",
+            parameters={"decision": "The `approval.decided` event id."},
+            headers={"Nats-Msg-Id": _msg_id("verdict:<decision id>", "one per decision."), **standard},
+            required=("Nats-Msg-Id",),
+            received_by={
+                OPERATORS: "`mesh approve` / `mesh reject` wait for it.",
+                OUTSIDE: "The gateway answers its caller's decision with it.",
+            },
+        ),
+        Channel(
+            "approvalRequested",
+            _address(s.approval_requested, "release"),
+            ApprovalRequested,
+            "An escalated release waits for a person: what the reviewers found, who may decide, by when.",
+            parameters={"release": release},
+            headers={"Nats-Msg-Id": _msg_id("approval-requested:<release>:<digest>", "one per revision."), **standard},
+            required=("Nats-Msg-Id",),
+        ),
+        Channel(
+            "approvalExpiring",
+            _address(s.approval_expiring, "release"),
+            ApprovalExpiring,
+            "Nobody has decided an approval, and its deadline is near (`MESH_APPROVAL_REMINDER`).",
+            parameters={"release": release},
+            headers={"Nats-Msg-Id": _msg_id("approval-expiring:<release>:<digest>", "one per revision."), **standard},
+            required=("Nats-Msg-Id",),
+        ),
+        Channel(
+            "approvalTimerScheduled",
+            _address(s.approval_timer_schedule, "kind", "release", "digest"),
+            ApprovalTimer,
+            "An approval's deadline (`expire`) or reminder (`remind`), handed to the NATS server's scheduler.",
+            parameters={"kind": "expire or remind.", "release": release, "digest": digest},
+            headers={
+                "Nats-Msg-Id": _msg_id("approval-timer:<kind>:<release>:<digest>:<at>", "one per moment."),
+                "Nats-Schedule": {"type": "string", "description": "`@at <RFC 3339 time>`: when to fire."},
+                "Nats-Schedule-Target": {"type": "string", "description": "The approvalTimerFired subject."},
+                **standard,
+            },
+            required=("Nats-Msg-Id", "Nats-Schedule", "Nats-Schedule-Target"),
+            received_by={SERVER: "Keeps the schedule and fires it on its target, approvalTimerFired."},
+        ),
+        Channel(
+            "approvalTimerFired",
+            _address(s.approval_timer_fired, "kind", "release", "digest"),
+            ApprovalTimer,
+            "An approval's deadline or reminder came: the NATS server fired its schedule.",
+            parameters={"kind": "expire or remind.", "release": release, "digest": digest},
+            headers={
+                "Nats-Scheduler": {"type": "string", "description": "The schedule's subject (set by the server)."},
+                **standard,
+            },
+            sent_by={SERVER: "Fires the timer scheduled on approvalTimerScheduled at its time."},
+        ),
+        Channel(
+            "auditRecord",
+            _address(s.audit_record, "kind", "release"),
+            AuditRecord,
+            "One immutable record of the approvals' audit trail: a request, a decision, a refusal or an expiry.",
+            parameters={"kind": "requested, decided, refused or expired.", "release": release},
+            headers={"Nats-Msg-Id": _msg_id("audit:<kind>:<what>", "one per record."), **standard},
+            required=("Nats-Msg-Id",),
+            received_by={OPERATORS: "`mesh audit [--release R]` lists them."},
         ),
     ]
 

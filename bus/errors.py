@@ -5,7 +5,10 @@ MeshError
 ├── NatsServerFailed       the embedded server did not start
 ├── NatsUnreachable        a client could not connect: refused, timed out, or not authorized
 ├── ProvisioningError      a stream, consumer or bucket could not be made to match
-└── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
+├── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
+└── DaemonError            a daemon agent's state could not be kept (bus/stateful)
+    ├── LeaseLost          another instance is active now: this one steps down to standby
+    └── CheckpointUnreadable   the stored checkpoint cannot be decoded: nothing is applied until fixed
 """
 
 
@@ -31,3 +34,17 @@ class ProvisioningError(MeshError):
 
 class InvalidMessage(MeshError):
     """The message can never be processed as it is; retrying would not help."""
+
+
+class DaemonError(MeshError):
+    pass
+
+
+class LeaseLost(DaemonError):
+    """This instance no longer holds its daemon's lease (it expired, or another instance wrote a
+    checkpoint since): it stops applying, publishes nothing more and waits as a standby."""
+
+
+class CheckpointUnreadable(DaemonError):
+    """The checkpoint in KV is not one this runtime wrote (bad JSON, a missing or altered chunk,
+    a state its model rejects). The daemon stays standby rather than start from nothing."""

@@ -41,6 +41,18 @@ class StreamRead:
 
 
 @dataclass(frozen=True)
+class StreamFollow:
+    """A stream a daemon agent reads in order from a sequence of its own choosing (bus/stateful),
+    through short-lived consumers it creates on its inbox (push, no acks, flow control): it may
+    create them on `filters` (all of them at once when there are several) and answer their flow
+    control, never pull from or delete anyone's consumer. With no `filters` it may only read
+    single messages (the last on one of its own subjects)."""
+
+    stream: str
+    filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Permissions:
     """NATS allow lists of one identity; the server denies everything else."""
 
@@ -91,6 +103,7 @@ def service_permissions(
     publishes: Iterable[str],
     buckets: Iterable[BucketUse],
     reads: Iterable[StreamRead] = (),
+    follows: Iterable[StreamFollow] = (),
 ) -> Permissions:
     """The least a service needs to run: nothing it does not declare (plus the runtime's own)."""
     s = settings.subjects
@@ -113,6 +126,14 @@ def service_permissions(
         pub.add(f"{API}.STREAM.MSG.GET.{spec.stream}")
 
     pub.update(publishes)
+    for follow in follows:
+        pub.add(f"{API}.STREAM.MSG.GET.{follow.stream}")
+        if len(follow.filters) == 1:  # the filter is part of the API subject: only that one
+            pub.add(f"{API}.CONSUMER.CREATE.{follow.stream}.*.{follow.filters[0]}")
+        elif follow.filters:  # several filters travel in the request body
+            pub.add(f"{API}.CONSUMER.CREATE.{follow.stream}.*")
+        if follow.filters:
+            pub.add(f"$JS.FC.{follow.stream}.>")
     for read in reads:
         pub.update({f"{API}.STREAM.MSG.GET.{read.stream}", f"{API}.DIRECT.GET.{read.stream}"})
         sub.add(read.subject)
@@ -167,6 +188,11 @@ def operator_permissions(settings: BusSettings, identity: str = "operator") -> P
             s.traces,  # `mesh up`'s trace store writes the spans its receiver gets (bus/ops/trace_store.py)
             f"{s.namespace}.control.>",
             f"$O.{s.dead_letter_payloads_bucket}.>",
+            # `mesh provision` writes schedules, `mesh schedule trigger` fires one, `pause` records itself
+            s.schedules,
+            f"$KV.{s.schedules_bucket}.>",
+            # `mesh approve` / `mesh reject`: decisions as `operator:<name>` only (the coordinator checks)
+            s.approval_decisions_via("operator"),
         }
     )
     deny = {f"{API}.STREAM.DELETE.>", f"{API}.ACCOUNT.PURGE.>"}

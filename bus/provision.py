@@ -13,6 +13,7 @@ because one command ran without MESH_STREAM_REPLICAS.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -30,9 +31,13 @@ from nats.js.api import (
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 
 from bus.errors import ProvisioningError
+from bus.scheduling.reconcile import reconcile_schedules
+from bus.scheduling.specs import ScheduleSpec
 from bus.settings import BusSettings
 
 DAY = 24 * 3600.0
+HISTORY_PER_SERVICE = 5000  # decided releases (and, apart, risk changes) the history keeps per service
+TICKS_KEPT = 1000  # fired ticks kept per schedule: a burst missed while every replica was down, bounded
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ def desired_streams(settings: BusSettings) -> list[StreamConfig]:
             allow_msg_schedules=True,
         ),
         stream(s.dead_letter_stream, [s.dead_letters], 30 * DAY, description="Messages that could not be processed."),
+        stream(s.digests_stream, [s.digests], 90 * DAY, description="Digests of the mesh's work and their deliveries."),
+        stream(s.alerts_stream, [s.alerts], 30 * DAY, description="Problems the watch agent found in the mesh."),
         stream(
             s.advisories_stream,
             [s.max_deliveries_advisory(name) for name in s.data_streams],
@@ -93,6 +100,41 @@ def desired_streams(settings: BusSettings) -> list[StreamConfig]:
             [s.admin_actions],
             90 * DAY,
             description="Operator actions: pause, resume, drain (who, when, what).",
+        ),
+        stream(
+            s.history_stream,
+            [s.history],
+            365 * DAY,
+            description="The steward's long-term memory: each decided release and each risk change, per service.",
+            # one subject per service and kind: a service's whole history is a bounded read
+            max_msgs_per_subject=HISTORY_PER_SERVICE,
+            allow_direct=True,  # searched by batched direct gets, without a consumer (services/steward/history.py)
+        ),
+        stream(
+            s.approvals_stream,
+            [s.approvals],
+            30 * DAY,  # longer than the longest approval deadline (coordinator/settings.py): its timer lives here
+            description="Human approval: decisions, the coordinator's verdicts, notices, and each approval's "
+            "deadline and reminder (message schedules).",
+            allow_msg_schedules=True,
+        ),
+        stream(
+            s.audit_stream,
+            [s.audit],
+            settings.audit_retention_days * DAY,
+            description="The audit trail of approvals: requests, decisions, refusals, expiries. Immutable.",
+            deny_delete=True,  # no message is ever removed but by age
+            deny_purge=True,
+        ),
+        stream(
+            s.schedules_stream,
+            [s.schedules],
+            0,  # never by age: a max_age shorter than an interval would silently delete the schedule
+            description="Agents' schedules, and the ticks the server fires from them (bus/scheduling).",
+            allow_msg_schedules=True,
+            allow_msg_ttl=True,  # each fired tick expires after a week (Nats-Schedule-TTL)
+            # a burst of ticks missed while every replica was down is coalesced into one; keep it bounded
+            max_msgs_per_subject=TICKS_KEPT,
         ),
     ]
 
@@ -122,6 +164,31 @@ def desired_buckets(settings: BusSettings) -> list[KeyValueConfig]:
             replicas=settings.stream_replicas,
             # expiry leaves a marker, so watchers learn that an instance died
             limit_marker_ttl=settings.heartbeat_ttl_seconds,
+        ),
+        KeyValueConfig(
+            bucket=settings.subjects.daemons_bucket,
+            description="Daemon agents: each one's lease (with a TTL), checkpoint and checkpoint chunks.",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+            # the lease key carries a TTL (Nats-TTL); its expiry leaves a marker that standbys see
+            limit_marker_ttl=60.0,
+        ),
+        KeyValueConfig(
+            bucket=settings.subjects.schedules_bucket,
+            description="Schedules: each tick's handling (with a TTL), each schedule's last result, pauses.",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
+            limit_marker_ttl=60.0,  # tick records carry their own TTL (Nats-TTL)
+        ),
+        KeyValueConfig(
+            bucket=settings.subjects.approvals_bucket,
+            description="Approvals as people see them, one per escalated revision (the coordinator writes them).",
+            history=1,
+            ttl=30 * DAY,  # as long as the approvals stream keeps their decisions
+            storage=StorageType.FILE,
+            replicas=settings.stream_replicas,
         ),
         KeyValueConfig(
             bucket=settings.subjects.gateway_bucket,
@@ -238,11 +305,17 @@ async def provision(
     reconcile: bool,
     allow_downgrade: bool = False,
     create: bool = True,
+    schedules: Sequence[ScheduleSpec] | None = None,
+    schedule_owners: Collection[str] | None = None,
 ) -> Report:
     """Create whatever is missing; with `reconcile`, also change what drifted, except a
     change that loses durability or data (`Change.loss`) unless `allow_downgrade`: that one
     is left as it is and listed in `Report.refused`. With `create=False` nothing is changed at
-    all: what is missing is only listed (`mesh provision --check`)."""
+    all: what is missing is only listed (`mesh provision --check`).
+
+    `schedules` (None: leave schedules alone) are the agents' declared schedules; with
+    `reconcile`, a schedule on the bus that none of them declares is removed — of the agents in
+    `schedule_owners` only, or of any agent when None (bus/scheduling/reconcile.py)."""
     report = Report()
 
     async def make(what: str, action) -> None:
@@ -313,4 +386,8 @@ async def provision(
             report.drifted += [f"{what}: {c}" for c in changes]
         else:
             report.unchanged.append(what)
+    if schedules is not None:
+        await reconcile_schedules(
+            js, settings, schedules, report, reconcile=reconcile, create=create, owners=schedule_owners
+        )
     return report

@@ -6,6 +6,7 @@ A service declares *what* it consumes and *what* it does; the runtime owns *how*
 - what a handler gets: `bus/delivery.py`;
 - reading, handling, acking, retrying and dead-lettering messages: `bus/consuming.py`;
 - publishing: `bus/publishing.py`;
+- schedules (`@agent.scheduled`, `@agent.self_scheduled`) and their ticks: `bus/scheduling/`;
 - the hooks for tracing on both paths: `bus/telemetry.py`;
 - Prometheus metrics and `GET /metrics`: `bus/metrics.py`.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from faststream.asgi import AsgiFastStream
@@ -36,17 +38,23 @@ from bus.permissions import BucketUse, Permissions, StreamRead, service_permissi
 from bus.presence import Presence
 from bus.provision import ConsumerSpec, provision
 from bus.publishing import Publisher
+from bus.scheduling.specs import ScheduleSpec
+from bus.scheduling.state import agent_keys
+from bus.scheduling.ticks import ScheduledHandler, TickHandler
 from bus.serving import ServedApp
 from bus.settings import BusSettings
+from bus.stateful.handle import StateHandle, attach
 from bus.telemetry import Telemetry
 from bus.tracing import tracing_from_environment
 from contracts.cards import AgentCard, AgentInterface, AgentSkill
 from contracts.catalog import json_schema
+from contracts.schedules import NextRun, ScheduleDefinition, ScheduleTick
 
 EventT = TypeVar("EventT", bound=BaseModel)
 SettingsT = TypeVar("SettingsT", bound=BusSettings)
+StateT = TypeVar("StateT", bound=BaseModel)
 
-__all__ = ["Agent", "Delivery", "Handler", "Subscription", "lazy_app"]
+__all__ = ["Agent", "Delivery", "Handler", "NextRun", "ScheduleTick", "Subscription", "lazy_app"]
 
 
 @dataclass
@@ -62,6 +70,8 @@ class Agent:
     produces: list[tuple[str, type[BaseModel]]] = field(default_factory=list)
     buckets: list[BucketUse] = field(default_factory=list)
     reads: list[StreamRead] = field(default_factory=list)
+    schedules: list[ScheduleSpec] = field(default_factory=list)  # `@agent.scheduled` / `@agent.self_scheduled`
+    daemon: StateHandle | None = field(default=None, init=False)  # `agent.stateful(...)`: a daemon agent
     # Interfaces its HTTP server offers besides the runtime's (a path as the url: `/a2a`), and
     # whether any of them streams: they appear on its card.
     http_interfaces: list[AgentInterface] = field(default_factory=list)
@@ -143,6 +153,97 @@ class Agent:
         (`subject` may be a wildcard); no consumer of its own."""
         self.reads.append(StreamRead(stream, subject))
 
+    def stateful(
+        self,
+        model: type[StateT],
+        *,
+        checkpoint_every: int = 1,
+        checkpoint_seconds: float | None = None,
+        chunk_bytes: int | None = None,
+    ) -> StateHandle[StateT]:
+        """Make this a daemon agent whose state is `model` (a pydantic model with a default for
+        every field): kept in memory, changed by `@agent.applies` functions, checkpointed to KV
+        every `checkpoint_every` events (and after `checkpoint_seconds`, and whenever the streams
+        go quiet), one instance active and the others standing by. See bus/stateful."""
+        if self.daemon is not None:
+            raise ValueError(f"{self.name} already has a state: call agent.stateful(...) once")
+        self.daemon = attach(
+            self,
+            model,
+            checkpoint_every=checkpoint_every,
+            checkpoint_seconds=checkpoint_seconds,
+            chunk_bytes=chunk_bytes,
+        )
+        return self.daemon
+
+    def applies(self, *, stream: str, subject: str, model: type[EventT]) -> Callable[[Callable], Callable]:
+        """Register `apply(state, event, at: Position) -> list[Effect]` for `model` messages on
+        `subject` of `stream`; pure: it changes the state in place and returns what to publish."""
+        if self.daemon is None:
+            raise ValueError(f"call agent.stateful(Model) on {self.name} before @agent.applies(...)")
+        return self.daemon.applies(stream=stream, subject=subject, model=model)
+
+    def scheduled(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: str | timedelta | None = None,
+        tz: str | None = None,
+        description: str = "",
+    ) -> Callable[[ScheduledHandler], ScheduledHandler]:
+        """Register `handler(tick: ScheduleTick, delivery)` on a schedule the NATS server keeps:
+        `cron` (6 fields, seconds first: `0 0 9 * * *`, in the IANA zone `tz`) or `every` (`6h`, `1s`).
+
+        Each firing is handled once across the agent's replicas; firings missed while every replica
+        was down come as one tick with `coalesced` set; the text the handler returns is recorded as
+        the tick's result (`mesh schedule show`). See bus/scheduling."""
+        spec = ScheduleSpec.recurring(self.name, name, cron=cron, every=every, tz=tz, description=description)
+        return self._on_schedule(spec)
+
+    def self_scheduled(
+        self,
+        name: str,
+        *,
+        first_in: timedelta,
+        min_interval: timedelta,
+        max_interval: timedelta,
+        description: str = "",
+    ) -> Callable[[ScheduledHandler], ScheduledHandler]:
+        """Register `handler(tick, delivery) -> NextRun` on a schedule it sets itself: one pending run
+        (`@at`) at a time, the first `first_in` after the schedule is created, each next one where the
+        handler proposes, clamped to [min_interval, max_interval] after the run (the clamp is recorded)."""
+        spec = ScheduleSpec.self_scheduled(
+            self.name,
+            name,
+            first_in=first_in,
+            min_interval=min_interval,
+            max_interval=max_interval,
+            description=description,
+        )
+        return self._on_schedule(spec)
+
+    def _on_schedule(self, spec: ScheduleSpec) -> Callable[[ScheduledHandler], ScheduledHandler]:
+        if any(known.name == spec.name for known in self.schedules):
+            raise ValueError(f"{self.name} declares schedule {spec.name!r} twice; give each schedule its own name")
+
+        def register(handler: ScheduledHandler) -> ScheduledHandler:
+            s = self.settings.subjects
+            self.schedules.append(spec)
+            ticks = TickHandler(spec, handler, settings=self.settings, connection=lambda: self.broker.connection)
+            subject = s.schedule_tick(self.name, spec.name)
+            description = spec.description or f"{self.name}: schedule {spec.name}"
+            consumer = ConsumerSpec(s.schedules_stream, spec.durable, subject, description)
+            self.subscriptions.append(Subscription(consumer, subject, ScheduleDefinition, ticks))
+            # its identity may create its schedule when missing (and set a self-scheduled next run) ...
+            self.publishes(s.schedule_definition(self.name, spec.name), ScheduleDefinition)
+            # ... and keep its ticks' records (bus/scheduling/state.py)
+            if not any(use.bucket == s.schedules_bucket for use in self.buckets):
+                self.writes_bucket(s.schedules_bucket, keys=agent_keys(self.name))
+            return handler
+
+        return register
+
     @property
     def permissions(self) -> Permissions:
         """What this agent's NATS identity may do, derived from what it declares (bus/permissions.py)."""
@@ -153,6 +254,7 @@ class Agent:
             publishes=[subject for subject, _ in self.produces],
             buckets=self.buckets,
             reads=self.reads,
+            follows=self.daemon.follows([subject for subject, _ in self.produces]) if self.daemon else (),
         )
 
     @property
@@ -174,7 +276,7 @@ class Agent:
     def card(self) -> AgentCard:
         """This agent's A2A card, derived from its skills, subscriptions and settings; shared by
         all of its instances, so it names no instance's address (`instance_card` does)."""
-        return build_card(
+        card = build_card(
             name=self.name,
             description=self.description,
             skills=self.skills,
@@ -186,11 +288,14 @@ class Agent:
             security_schemes=self.security_schemes,
             security_requirements=self.security_requirements,
         )
+        return self.daemon.describe(card, instance=False) if self.daemon else card
 
     @property
     def instance_card(self) -> AgentCard:
-        """The card as this instance serves it: with its HTTP URL and the links to its schemas."""
-        return locate(self.card, self.url)
+        """The card as this instance serves it: with its HTTP URL and the links to its schemas
+        (and, for a daemon agent, whether this instance is the active one)."""
+        card = locate(self.card, self.url)
+        return self.daemon.describe(card, instance=True) if self.daemon else card
 
     def serve_at(self, host: str | None, port: int) -> None:
         """Advertise the address the HTTP server listens on (unless MESH_ADVERTISE_URL is set).
@@ -238,7 +343,7 @@ class Agent:
         return routes
 
     async def _healthz(self, scope: dict) -> tuple[int, Any]:
-        return 200, {"status": "ok", "service": self.name}
+        return 200, {"status": "ok", "service": self.name, **(self.daemon.status() if self.daemon else {})}
 
     async def readiness(self) -> tuple[int, Any]:
         """(200, body) when a NATS round trip works, (503, problem) otherwise."""
@@ -256,7 +361,7 @@ class Agent:
             await connection.flush(timeout=1)  # a real PING/PONG round trip
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return 503, problem(503, "Not ready", f"NATS round trip failed: {type(exc).__name__}")
-        return 200, {"status": "ready", "service": self.name}
+        return 200, {"status": "ready", "service": self.name, **(self.daemon.status() if self.daemon else {})}
 
     # --- running ------------------------------------------------------------------------
 
@@ -296,7 +401,13 @@ class Agent:
         self.telemetry.start()
         await self.broker.connect()
         # Create what is missing; never change what exists (that is `mesh provision`'s job).
-        report = await provision(self.broker.connection.jetstream(), self.settings, self.consumers, reconcile=False)
+        report = await provision(
+            self.broker.connection.jetstream(),
+            self.settings,
+            self.consumers,
+            reconcile=False,
+            schedules=self.schedules or None,  # its own schedules only, created when missing
+        )
         for drift in report.drifted:
             self.log.warning("config drift (run `mesh provision` to reconcile)", drift=drift)
         for hook in self.on_start:

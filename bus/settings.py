@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -92,6 +92,24 @@ class BusSettings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="How often a live instance says so.")
     heartbeat_ttl_seconds: float = Field(default=15.0, ge=1, description="An instance silent this long is gone.")
 
+    # --- daemons (bus/stateful) ---
+    # Whole seconds: the server's per-message TTL has one-second resolution. A standby takes over
+    # within about this long after the active instance dies (it renews every third of it).
+    daemon_lease_seconds: int = Field(
+        default=3,
+        ge=1,
+        le=300,
+        description="How long a daemon agent's active instance holds its lease without renewing it.",
+    )
+
+    # --- audit ---
+    audit_retention_days: float = Field(
+        default=365.0,
+        gt=0,
+        description="How long the audit stream keeps its records (approval requests, decisions, refusals, "
+        "expiries); nobody can delete or purge them before.",
+    )
+
     # --- local runs ---
     home: Path = Field(default=Path(".mesh"), description="Folder for the embedded server's data and run files.")
     log_level: str = Field(default="INFO")
@@ -118,7 +136,8 @@ class BusSettings(BaseSettings):
         env: dict[str, str] = {}
         for name in self.model_fields_set:
             value = getattr(self, name)
-            if name.startswith("anthropic_") or name in _OWN_IDENTITY or value is None:
+            # any SecretStr too (a webhook URL with its token): written out, it would read `**********`
+            if name.startswith("anthropic_") or name in _OWN_IDENTITY or value is None or isinstance(value, SecretStr):
                 continue
             if isinstance(value, list):
                 value = ",".join(value)

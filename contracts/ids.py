@@ -56,3 +56,28 @@ def replay_msg_id(dead_letter_stream: str, seq: int) -> str:
 def admin_action_msg_id(action_id: str) -> str:
     """One operator action (`AdminAction.id`): a retried publish of it is stored once."""
     return f"admin:{action_id}"
+
+
+def approval_decision_msg_id(decision_event_id: str) -> str:
+    """One person's decision (`approval.decided`): a retried publish of it is stored once."""
+    return f"decision:{decision_event_id}"
+
+
+def approval_verdict_msg_id(decision_event_id: str) -> str:
+    """The coordinator's answer to one decision: one per decision, however often it is handled."""
+    return f"verdict:{decision_event_id}"
+
+
+def approval_notice_msg_id(kind: str, release_id: str, digest: str) -> str:
+    """`approval.requested` / `approval.expiring` of one revision: each sent once."""
+    return f"approval-{kind}:{subject_token(release_id)}:{digest}"
+
+
+def approval_timer_msg_id(kind: str, release_id: str, digest: str, at: str) -> str:
+    """An approval's deadline (`expire`) or reminder (`remind`); carries the time, like a round deadline's."""
+    return f"approval-timer:{kind}:{subject_token(release_id)}:{digest}:{at}"
+
+
+def audit_msg_id(kind: str, key: str) -> str:
+    """One audit record: `kind` and what it is about (a decision's event id, or a revision)."""
+    return f"audit:{kind}:{key}"

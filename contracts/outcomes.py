@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,6 +32,37 @@ class RejectedReview(BaseModel):
     reviewer: str = Field(description="The reviewer the review claimed to come from.", examples=["security"])
     event_id: str = Field(description="The review's event id.")
     reason: str = Field(description="Why it was not counted.", examples=["security is not expected by this round"])
+
+
+class HumanDecision(BaseModel):
+    """One person's decision on a release the reviewers escalated (contracts/approvals.py)."""
+
+    who: str = Field(
+        max_length=256,
+        description="Who decided: the gateway caller (`key:alice`, `jwt:<issuer>#<subject>`) or the operator "
+        "(`operator:alice@ops-laptop`).",
+        examples=["key:alice"],
+    )
+    when: datetime = Field(description="When the decision was made (when the bus stored it).")
+    decision: Literal["approve", "reject"] = Field(description="approve or reject.", examples=["approve"])
+    note: str = Field(default="", max_length=2000, description="Why, in the person's words.")
+    via: str = Field(
+        default="", max_length=64, description="Where it was made: http, page, a2a or cli.", examples=["http"]
+    )
+    event_id: str = Field(default="", max_length=256, description="The `approval.decided` event that carried it.")
+
+
+class ApprovalRecord(BaseModel):
+    """The wait for a person that an escalated round went through, as its outcome tells it."""
+
+    id: str = Field(description="The approval's id (`/v1/approvals/{id}`).", examples=["rel-42.3812ed07d3c8"])
+    requested_at: datetime = Field(description="When the round started waiting for a person.")
+    deadline: datetime = Field(description="When its fallback would apply.")
+    approvers: list[str] = Field(default_factory=list, description="Who could decide.", examples=[["key:alice"]])
+    needed: int = Field(default=1, ge=1, le=2, description="Distinct approvals needed (2: the two-person rule).")
+    fallback: str = Field(default="block", description="What the approval deadline applies.", examples=["block"])
+    escalation_reason: str = Field(default="", description="Why the reviewers asked for a person.")
+    expired: bool = Field(default=False, description="True when nobody decided in time and the fallback applied.")
 
 
 class RoundDecided(Envelope):
@@ -72,4 +104,16 @@ class RoundDecided(Envelope):
         max_length=64,
         description="OpenTelemetry trace id of the flow that decided the round (None when tracing is off).",
         examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    decided_by: Literal["reviewers", "people", "approval_deadline"] = Field(
+        default="reviewers",
+        description="Who settled it: the reviewers' policy, the people who decided an escalation, or the "
+        "approval deadline's fallback when nobody did.",
+        examples=["people"],
+    )
+    human_decisions: list[HumanDecision] = Field(
+        default_factory=list, description="The people's decisions, in order (who, when, decision, note)."
+    )
+    approval: ApprovalRecord | None = Field(
+        default=None, description="The wait for a person, when the reviewers escalated the release."
     )

@@ -84,6 +84,36 @@ class Subjects:
     def deadlines_fired(self) -> str:
         return f"{self.namespace}.deadlines.fired.*.*"
 
+    # agents' schedules (bus/scheduling): one schedule per subject, fired by the server onto another
+    @property
+    def schedules(self) -> str:
+        return f"{self.namespace}.schedules.>"
+
+    def schedule_definition(self, agent: str, schedule: str) -> str:
+        """Where an agent's schedule lives: one per subject, replaced by publishing again."""
+        return f"{self.namespace}.schedules.def.{subject_token(agent)}.{subject_token(schedule)}"
+
+    @property
+    def schedule_definitions(self) -> str:
+        return f"{self.namespace}.schedules.def.*.*"
+
+    def schedule_tick(self, agent: str, schedule: str) -> str:
+        """Where the server fires an agent's schedule (and `mesh schedule trigger` fires it now)."""
+        return f"{self.namespace}.schedules.tick.{subject_token(agent)}.{subject_token(schedule)}"
+
+    @property
+    def schedule_ticks(self) -> str:
+        return f"{self.namespace}.schedules.tick.*.*"
+
+    @property
+    def schedules_stream(self) -> str:
+        return self.stream("schedules")
+
+    @property
+    def schedules_bucket(self) -> str:
+        """Schedules' state: each tick's handling (with a TTL), each schedule's last result, pauses."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_schedules"
+
     # dead letters
     @property
     def dead_letters(self) -> str:
@@ -91,6 +121,74 @@ class Subjects:
 
     def dead_letter(self, service: str) -> str:
         return f"{self.namespace}.deadletter.{subject_token(service)}"
+
+    # the steward's long-term history: each decided release and each risk change, per service
+    @property
+    def history(self) -> str:
+        return f"{self.namespace}.history.>"
+
+    def decision_recorded(self, service: str) -> str:
+        return f"{self.namespace}.history.decided.{subject_token(service)}"
+
+    @property
+    def decisions_recorded(self) -> str:
+        return f"{self.namespace}.history.decided.*"
+
+    def risk_changed(self, service: str) -> str:
+        return f"{self.namespace}.history.risk.{subject_token(service)}"
+
+    @property
+    def risks_changed(self) -> str:
+        return f"{self.namespace}.history.risk.*"
+
+    @property
+    def history_stream(self) -> str:
+        return self.stream("history")
+
+    # the digest agent's digests, and one delivery record per tick (services/digest)
+    @property
+    def digests(self) -> str:
+        return f"{self.namespace}.digests.>"
+
+    @property
+    def digest_published(self) -> str:
+        return f"{self.namespace}.digests.published"
+
+    def digest_delivered(self, tick_id: str) -> str:
+        """The delivery record of one tick's digest: a redelivered tick finds it here."""
+        return f"{self.namespace}.digests.delivered.{subject_token(tick_id)}"
+
+    @property
+    def digests_delivered(self) -> str:
+        return f"{self.namespace}.digests.delivered.*"
+
+    @property
+    def digests_stream(self) -> str:
+        return self.stream("digests")
+
+    # the watch agent's alerts, one subject per kind of problem (services/watch)
+    @property
+    def alerts(self) -> str:
+        return f"{self.namespace}.alerts.>"
+
+    def alert(self, kind: str) -> str:
+        return f"{self.namespace}.alerts.{subject_token(kind)}"
+
+    @property
+    def alerts_raised(self) -> str:
+        return f"{self.namespace}.alerts.*"
+
+    @property
+    def alerts_stream(self) -> str:
+        return self.stream("alerts")
+
+    # the steward answers requests for a service's recent history (core NATS request-reply, not stored)
+    def steward_history(self, service: str) -> str:
+        return f"{self.namespace}.steward.history.{subject_token(service)}"
+
+    @property
+    def steward_history_requests(self) -> str:
+        return f"{self.namespace}.steward.history.*"
 
     # operator controls: core NATS requests to a service's instances (not stored)
     def control(self, agent: str) -> str:
@@ -130,6 +228,89 @@ class Subjects:
     @property
     def traces_stream(self) -> str:
         return self.stream("traces")
+
+    # human approval of escalated releases (contracts/approvals.py): decisions by channel, the
+    # coordinator's verdicts, notices, and the approval deadline's server-side timers
+    @property
+    def approvals(self) -> str:
+        return f"{self.namespace}.approvals.>"
+
+    def approval_decided(self, channel: str, release_id: str) -> str:
+        """Where `channel` (`gateway` or `operator`) publishes a person's decision on a release."""
+        return f"{self.namespace}.approvals.decided.{subject_token(channel)}.{subject_token(release_id)}"
+
+    def approval_decisions_via(self, channel: str) -> str:
+        return f"{self.namespace}.approvals.decided.{subject_token(channel)}.*"
+
+    @property
+    def approval_decisions(self) -> str:
+        return f"{self.namespace}.approvals.decided.*.*"
+
+    def approval_verdict(self, decision_id: str) -> str:
+        """The coordinator's answer to one decision (by the decision's event id)."""
+        return f"{self.namespace}.approvals.verdict.{subject_token(decision_id)}"
+
+    @property
+    def approval_verdicts(self) -> str:
+        return f"{self.namespace}.approvals.verdict.*"
+
+    def approval_requested(self, release_id: str) -> str:
+        return f"{self.namespace}.approvals.requested.{subject_token(release_id)}"
+
+    @property
+    def approvals_requested(self) -> str:
+        return f"{self.namespace}.approvals.requested.*"
+
+    def approval_expiring(self, release_id: str) -> str:
+        return f"{self.namespace}.approvals.expiring.{subject_token(release_id)}"
+
+    @property
+    def approvals_expiring(self) -> str:
+        return f"{self.namespace}.approvals.expiring.*"
+
+    def approval_timer_schedule(self, kind: str, release_id: str, digest: str) -> str:
+        """One schedule per approval and kind (`expire`, `remind`), fired onto `approval_timer_fired`."""
+        return f"{self.namespace}.approvals.timer.schedule.{kind}.{subject_token(release_id)}.{subject_token(digest)}"
+
+    @property
+    def approval_timer_schedules(self) -> str:
+        return f"{self.namespace}.approvals.timer.schedule.*.*.*"
+
+    def approval_timer_fired(self, kind: str, release_id: str, digest: str) -> str:
+        return f"{self.namespace}.approvals.timer.fired.{kind}.{subject_token(release_id)}.{subject_token(digest)}"
+
+    @property
+    def approval_timers_fired(self) -> str:
+        return f"{self.namespace}.approvals.timer.fired.*.*.*"
+
+    @property
+    def approvals_stream(self) -> str:
+        return self.stream("approvals")
+
+    @property
+    def approvals_bucket(self) -> str:
+        """One key per approval (its id): the approval as people see it (`ApprovalView`)."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_approvals"
+
+    # the audit trail of approvals: immutable records (contracts/audit.py)
+    @property
+    def audit(self) -> str:
+        return f"{self.namespace}.audit.>"
+
+    def audit_record(self, kind: str, release_id: str) -> str:
+        return f"{self.namespace}.audit.approval.{subject_token(kind)}.{subject_token(release_id)}"
+
+    @property
+    def audit_records(self) -> str:
+        return f"{self.namespace}.audit.approval.*.*"
+
+    def audit_of(self, release_id: str) -> str:
+        """Every record about one release."""
+        return f"{self.namespace}.audit.approval.*.{subject_token(release_id)}"
+
+    @property
+    def audit_stream(self) -> str:
+        return self.stream("audit")
 
     # streams and buckets
     def stream_for(self, subject: str) -> str:
@@ -199,14 +380,43 @@ class Subjects:
         return f"{_UNSAFE.sub('_', self.namespace)}_gateway"
 
     @property
+    def daemons_bucket(self) -> str:
+        """Daemon agents' state (bus/stateful): per agent, its lease (`<agent>.lease`, with a TTL),
+        its checkpoint (`<agent>.checkpoint`) and the chunks of a checkpoint too large for one value."""
+        return f"{_UNSAFE.sub('_', self.namespace)}_daemons"
+
+    @property
     def dead_letter_payloads_bucket(self) -> str:
         """Object store for payloads too large to travel inside their dead-letter record."""
         return f"{_UNSAFE.sub('_', self.namespace)}_deadletter_payloads"
 
 
-_STREAM_KINDS = ("events", "reviews", "outcomes", "deadlines", "deadletter")
+_STREAM_KINDS = (
+    "events",
+    "reviews",
+    "outcomes",
+    "deadlines",
+    "deadletter",
+    "history",
+    "digests",
+    "alerts",
+    "schedules",
+    "approvals",
+    "audit",
+)
 # How many leading tokens of each kind of subject name a kind of message, not one release or agent.
-_FIXED_TOKENS = {"reviews": 3, "outcomes": 3, "deadlines": 3, "deadletter": 2, "admin": 2}
+_FIXED_TOKENS = {
+    "reviews": 3,
+    "outcomes": 3,
+    "deadlines": 3,
+    "deadletter": 2,
+    "admin": 2,
+    "history": 3,
+    "digests": 3,
+    "schedules": 3,
+    "approvals": 3,
+    "audit": 4,
+}
 
 
 def subject_template(subject: str) -> str:

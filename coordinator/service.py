@@ -6,7 +6,8 @@ effects of its current state exist — a decided round's outcome is published (b
 whose write decided it). A round's deadline is scheduled before the round is opened, so no
 open round is ever without one. A message is acked only after its effects'
 PubAcks, and effects carry deterministic message ids, so the redelivery that follows a crash
-does them again harmlessly.
+does them again harmlessly. A round the reviewers escalate may wait for a person instead of
+ending: coordinator/approval_desk.py handles that wait, its decisions and its deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from bus.directory import AgentDirectory
 from bus.errors import InvalidMessage
 from bus.runtime import Agent, Delivery
 from bus.telemetry import Telemetry
+from contracts.approvals import (
+    ApprovalDecided,
+    ApprovalExpiring,
+    ApprovalRequested,
+    ApprovalTimer,
+    DecisionVerdict,
+)
+from contracts.audit import AuditRecord
 from contracts.cards import AgentSkill
 from contracts.deadlines import RoundDeadline, rfc3339_ceil
 from contracts.envelope import utc_now
@@ -28,6 +37,7 @@ from contracts.ids import deadline_msg_id, outcome_msg_id, review_msg_id
 from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import ReviewSubmitted
+from coordinator.approval_desk import ApprovalDesk
 from coordinator.policy import Policy
 from coordinator.rounds import Round, RoundState
 from coordinator.settings import CoordinatorSettings
@@ -49,12 +59,15 @@ class Coordinator:
         self.store: RoundStore | None = None
         self.directory: AgentDirectory | None = None
         self._reviewers: dict[str, tuple[float, tuple[list[str], list[str]]]] = {}  # event type -> (until, answer)
+        self.approvals = ApprovalDesk(self)
+        self.approval_rules = settings.approval_rules()  # None: an escalation is final, nobody may decide it
 
     async def connect(self) -> None:
         nc = self.agent.broker.connection
         self.store = RoundStore(
             await nc.jetstream().key_value(self.subjects.rounds_bucket), telemetry=self.agent.telemetry
         )
+        await self.approvals.connect()
         if self.settings.reviewer_discovery:
             self.directory = await AgentDirectory.watch(nc, self.settings)
 
@@ -115,6 +128,7 @@ class Coordinator:
                     deadline_seconds=self.settings.deadline_seconds,
                     now=now,
                     stored_at=_stored_at(delivery),
+                    approvals=self.approval_rules,
                 ),
             ),
             likely_new=True,  # skips a read; a create that finds the round reads it then
@@ -136,6 +150,7 @@ class Coordinator:
                 round_.release_id, digest, round_.deadline, round_.proposal_event_id, delivery
             )
         await self._ensure_outcome(round_, delivery, decided_now=opened.decided)
+        await self.approvals.ensure(round_, delivery)
         return opened
 
     async def handle_review_submitted(self, review: ReviewSubmitted, delivery: Delivery) -> None:
@@ -172,6 +187,7 @@ class Coordinator:
             log = delivery.log.debug
         log(note, reviewer=review.reviewer, verdict=review.verdict.value, digest=review.content_digest[:12])
         await self._ensure_outcome(round_, delivery, decided_now=recorded.decided)
+        await self.approvals.ensure(round_, delivery)
         return recorded
 
     async def handle_round_deadline(self, tick: RoundDeadline, delivery: Delivery) -> None:
@@ -196,6 +212,7 @@ class Coordinator:
         if expired.changed:
             delivery.log.info("deadline passed", missing=missing)
         await self._ensure_outcome(round_, delivery, decided_now=expired.decided)
+        await self.approvals.ensure(round_, delivery)
         return expired
 
     # --- effects ------------------------------------------------------------------------
@@ -305,8 +322,9 @@ SKILL = AgentSkill(
     id="coordinate.release-review",
     name="Release review coordination",
     description="Opens a round for each proposed release, asks every live reviewer, applies the "
-    "policy (all, veto, majority, quorum:K) with a deadline and per-reviewer fallbacks, and "
-    "publishes exactly one outcome: approved, blocked or escalated.",
+    "policy (all, veto, majority, quorum:K) with a deadline and per-reviewer fallbacks, puts an "
+    "escalated release before its approvers (with a deadline and a fallback), and publishes exactly "
+    "one outcome: approved, blocked or escalated.",
     tags=["coordination", "release.proposed", "review.submitted", "round.decided"],
     examples=["Decide release rel-42 once security and compliance have reviewed it."],
 )
@@ -326,7 +344,13 @@ def build_coordinator(
     s = settings.subjects
     agent.publishes(s.rounds_decided, RoundDecided)
     agent.publishes(s.deadline_schedules, RoundDeadline)
+    agent.publishes(s.approvals_requested, ApprovalRequested)
+    agent.publishes(s.approvals_expiring, ApprovalExpiring)
+    agent.publishes(s.approval_verdicts, DecisionVerdict)
+    agent.publishes(s.approval_timer_schedules, ApprovalTimer)
+    agent.publishes(s.audit_records, AuditRecord)
     agent.writes_bucket(s.rounds_bucket)
+    agent.writes_bucket(s.approvals_bucket)
     if settings.reviewer_discovery:
         agent.reads_bucket(s.agents_bucket)
         agent.reads_bucket(s.instances_bucket)
@@ -339,6 +363,20 @@ def build_coordinator(
     agent.consumes(
         stream=s.deadlines_stream, subject=s.deadlines_fired, model=RoundDeadline, durable="coordinator-deadlines"
     )(coordinator.handle_round_deadline)
+    agent.consumes(
+        stream=s.approvals_stream,
+        subject=s.approval_decisions,
+        model=ApprovalDecided,
+        durable="coordinator-approvals",
+        description="coordinator: people's decisions on escalated releases",
+    )(coordinator.approvals.handle_approval_decided)
+    agent.consumes(
+        stream=s.approvals_stream,
+        subject=s.approval_timers_fired,
+        model=ApprovalTimer,
+        durable="coordinator-approval-timers",
+        description="coordinator: approval deadlines and reminders, fired by the server",
+    )(coordinator.approvals.handle_approval_timer)
     agent.on_start.append(coordinator.connect)
     agent.on_stop.append(coordinator.disconnect)
     return agent

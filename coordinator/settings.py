@@ -11,6 +11,7 @@ from pydantic_settings import NoDecode
 
 from bus.settings import BusSettings
 from contracts.outcomes import Fallback
+from coordinator.approvals import ApprovalRules, check_trigger, parse_groups
 from coordinator.policy import Policy
 
 FALLBACKS = tuple(f.value for f in Fallback)
@@ -49,6 +50,64 @@ class CoordinatorSettings(BusSettings):
     default_fallback: Literal["block", "approve_with_warning", "escalate"] = Field(
         default="escalate", description="Fallback for reviewers not named in `fallbacks`."
     )
+
+    # --- human approval of escalations (coordinator/approvals.py) ---
+    approvers: str = Field(
+        default="",
+        description="Who may decide an escalated release, by group: `default=key:alice,key:bob;"
+        "label:pci=key:carol;critical=key:carol,key:dave`. A label group applies to releases with that label, "
+        "a severity group to releases whose most severe finding is at least that severe; the groups that "
+        "apply replace `default`, and when several apply an approver must be in each. Ids are gateway callers "
+        "(`key:<name>`, `jwt:<issuer>#<subject>`) or operators (`operator:<user>@<host>`, `operator:<name>` with "
+        "`mesh approve --as <name>`). Empty: an escalation is final (`escalated`), as nobody could decide it.",
+    )
+    two_person_rule: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="When two different approvers must approve (comma-separated): a severity (`critical`: a "
+        "finding at least that severe), `label:<name>`, or `all`.",
+    )
+    approval_deadline_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        le=14 * 24 * 3600.0,  # the approvals stream keeps the deadline's schedule 30 days
+        description="How long an escalated release waits for a person before its fallback applies.",
+    )
+    approval_fallback: Literal["block", "escalate"] = Field(
+        default="block",
+        description="What the approval deadline applies when nobody decided: block (fail closed), or escalate "
+        "(an `escalated` outcome). Never approve.",
+    )
+    approval_reminder: float = Field(
+        default=0.8,
+        ge=0,
+        lt=1,
+        description="When, as a fraction of the approval deadline, `approval.expiring` is sent if nobody has "
+        "decided (0: never).",
+    )
+
+    @field_validator("approvers")
+    @classmethod
+    def _parse_approvers(cls, value: str) -> str:
+        parse_groups(value)  # the approvals module owns the grammar
+        return value
+
+    @field_validator("two_person_rule", mode="before")
+    @classmethod
+    def _split_triggers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("two_person_rule")
+    @classmethod
+    def _known_triggers(cls, value: list[str]) -> list[str]:
+        for trigger in value:
+            check_trigger(trigger)
+        return value
+
+    def approval_rules(self) -> ApprovalRules | None:
+        """The approval rules a round opened now keeps (None when no approver is configured)."""
+        return ApprovalRules.from_settings(self)
 
     @field_validator("reviewers", "exclude_reviewers", "required_skills", mode="before")
     @classmethod

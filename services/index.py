@@ -49,6 +49,10 @@ SERVICES: dict[str, ServiceEntry] = {
         ServiceEntry("compliance", "services.compliance"),  # compliance reviewer
         ServiceEntry("coordinator", "services.coordinator"),  # gathers reviews into one outcome
         ServiceEntry("gateway", "services.gateway.service"),  # HTTP, webhooks and A2A in; outcomes out
+        ServiceEntry("steward", "services.steward.service"),  # daemon: each service's record, risk and history
+        ServiceEntry("digest", "services.digest.service"),  # scheduled: a digest of the mesh's work, to a webhook
+        ServiceEntry("watch", "services.watch.service"),  # self-scheduling: the mesh's health, as mesh.alert events
+        ServiceEntry("approvals", "services.approvals.service"),  # tells approvers at a webhook that a release waits
     )
 }
 

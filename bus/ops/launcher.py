@@ -22,6 +22,7 @@ from bus.ops.identities import OPERATOR, Identities, generate_for_mesh
 from bus.ops.processes import ServiceProcess, child_env, stop_all, wait_ready
 from bus.ops.settings import IDENTITIES, MeshSettings
 from bus.provision import ConsumerSpec, Report, provision
+from bus.scheduling.specs import ScheduleSpec
 
 
 def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec]:
@@ -34,6 +35,13 @@ def all_consumers(settings: MeshSettings, names: list[str]) -> list[ConsumerSpec
     return specs
 
 
+def all_schedules(settings: MeshSettings, names: list[str]) -> list[ScheduleSpec]:
+    """Every schedule the named services declare (`@agent.scheduled`, `@agent.self_scheduled`)."""
+    from services.index import SERVICES
+
+    return [spec for name in names for spec in SERVICES[name].load().build(settings).schedules]
+
+
 async def provision_mesh(
     settings: MeshSettings,
     *,
@@ -44,9 +52,20 @@ async def provision_mesh(
 ) -> Report:
     nc = await connect(settings, name="mesh-provision")
     try:
+        from services.index import SERVICES
+
         consumers = all_consumers(settings, names)
         return await provision(
-            nc.jetstream(), settings, consumers, reconcile=reconcile, allow_downgrade=allow_downgrade, create=create
+            nc.jetstream(),
+            settings,
+            consumers,
+            reconcile=reconcile,
+            allow_downgrade=allow_downgrade,
+            create=create,
+            schedules=all_schedules(settings, names),
+            # every service named: a schedule none of them declares is an orphan, whoever it was for;
+            # some of them: only those services' undeclared schedules are
+            schedule_owners=None if set(SERVICES) <= set(names) else names,
         )
     finally:
         await nc.drain()

@@ -13,8 +13,11 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.settings import CoordinatorSettings
+from services.digest.settings import DigestSettings
 from services.gateway.settings import GatewaySettings
 from services.review.settings import ReviewerSettings
+from services.steward.settings import StewardSettings
+from services.watch.settings import WatchSettings
 
 IDENTITIES = "identities"  # below MESH_HOME: the seeds `mesh up` generates
 
@@ -53,9 +56,18 @@ class TraceSettings(BaseSettings):
     )
 
 
-class MeshSettings(CoordinatorSettings, ReviewerSettings, GatewaySettings, TraceSettings):
-    """The bus's, the coordinator's, the LLM layer's, a reviewer's and the gateway's settings
-    together, and the operator tools' own (TraceSettings)."""
+class MeshSettings(
+    CoordinatorSettings,
+    ReviewerSettings,
+    GatewaySettings,
+    DigestSettings,
+    WatchSettings,
+    StewardSettings,
+    TraceSettings,
+):
+    """Every layer's and service's settings together (the bus's, the coordinator's, the LLM
+    layer's, a reviewer's, the gateway's, the digest's, the watch's, the steward's), and the
+    operator tools' own (TraceSettings)."""
 
     @property
     def identities_folder(self) -> Path:

@@ -85,7 +85,7 @@ class FlowEvent:
     """One thing that happened to a revision, as a watcher sees it. `id` orders the reviews
     (the n-th review counted is `n`) and is what a watcher resumes from; the outcome is last."""
 
-    kind: str  # "review" | "outcome"
+    kind: str  # "review" | "approval" (the round waits for a person) | "outcome"
     id: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -266,7 +266,8 @@ class Front:
 
     async def status(self, revision: Revision) -> dict[str, Any] | None:
         """The revision so far: `submitted` (accepted, no round yet), `open` (reviewers, reviews
-        received, deadline) or `decided` (with the outcome); None if nobody ever proposed it."""
+        received, deadline), `awaiting_approval` (the reviewers escalated; a person decides: its
+        `approval`) or `decided` (with the outcome); None if nobody ever proposed it."""
         outcome = await self.outcome(revision)
         round_ = await self.round(revision)
         if outcome is None and round_ is None and not await self.accepted(revision):
@@ -284,6 +285,11 @@ class Front:
             )
         body["outcome"] = _json(outcome) if outcome is not None else None
         body["links"] = {"self": revision.path, "events": f"{revision.path}/events"}
+        if round_ is not None and round_.approval is not None:
+            if outcome is None and round_.state == RoundState.AWAITING_APPROVAL:
+                body["state"] = "awaiting_approval"
+            body["approval"] = approval_summary(round_)
+            body["links"].update(approval=body["approval"]["links"]["self"], page=body["approval"]["links"]["page"])
         return body
 
     async def follow(self, revision: Revision, *, after: int = 0) -> AsyncIterator[FlowEvent]:
@@ -291,6 +297,7 @@ class Front:
         the outcome. Resuming with the id of the last event seen loses and repeats nothing."""
         kv = await self.rounds_kv()
         sent = after
+        asked = False  # the round's wait for a person was told
         if kv is not None:
             watcher = await kv.watch(round_key(revision.release_id, revision.digest))
             try:
@@ -303,6 +310,9 @@ class Front:
                     for event in _reviews_after(round_, sent):
                         sent = int(event.id)
                         yield event
+                    if round_.state == RoundState.AWAITING_APPROVAL and not asked:
+                        asked = True
+                        yield FlowEvent("approval", "approval", approval_summary(round_))
                     if round_.state == RoundState.DECIDED:
                         break
             finally:
@@ -310,6 +320,23 @@ class Front:
         outcome = await self.wait(revision, timeout=float("inf"))
         if outcome is not None:
             yield FlowEvent("outcome", "outcome", _json(outcome))
+
+
+def approval_summary(round_: Round) -> dict[str, Any]:
+    """A round's wait for a person, as the status document and the event stream tell it."""
+    approval = round_.approval
+    base = f"/v1/approvals/{approval.id}"
+    return {
+        "id": approval.id,
+        "state": "pending" if round_.state == RoundState.AWAITING_APPROVAL else "settled",
+        "reason": approval.reason,
+        "approvers": approval.approvers,
+        "needed": approval.needed,
+        "approved_by": approval.approved_by,
+        "deadline": _iso(approval.deadline),
+        "fallback": approval.fallback,
+        "links": {"self": base, "decision": f"{base}/decision", "page": f"/approvals/{approval.id}"},
+    }
 
 
 def _counted(round_: Round) -> list:

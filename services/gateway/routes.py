@@ -182,7 +182,9 @@ def gateway_routes(door: Door) -> APIRouter:
                 if after is None:  # the outcome was the last event sent: nothing is left
                     return
                 async for event in front.follow(target, after=after):
-                    yield ServerSentEvent(data=json.dumps(event.data), event=event.kind, id=event.id)
+                    # the wait for a person has no id of its own: a resumed stream tells it again
+                    event_id = None if event.kind == "approval" else event.id
+                    yield ServerSentEvent(data=json.dumps(event.data), event=event.kind, id=event_id)
             finally:
                 await hold.__aexit__(None, None, None)
 

@@ -9,11 +9,15 @@ from fastapi.responses import JSONResponse
 
 from bus.api import problem_json, service_api
 from bus.runtime import Agent, lazy_app
+from contracts.approvals import ApprovalDecided
 from contracts.cards import AgentInterface, AgentSkill
 from contracts.catalog import CONTRACTS
 from services.gateway.a2a import mount_a2a
+from services.gateway.approvals import Approvals
+from services.gateway.approvals_routes import approvals_routes
 from services.gateway.door import Door, Refusal
 from services.gateway.front import Front
+from services.gateway.page import approval_page
 from services.gateway.routes import gateway_routes
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks import WebhookSources
@@ -50,6 +54,10 @@ def build(settings: GatewaySettings) -> Agent:
     agent.reads_stream(s.outcomes_stream, s.rounds_decided)
     agent.reads_bucket(s.rounds_bucket)
     agent.writes_bucket(s.gateway_bucket)
+    # approvals: read them, decide them for its callers (on its own channel), read the verdicts
+    agent.publishes(s.approval_decisions_via("gateway"), ApprovalDecided)
+    agent.reads_bucket(s.approvals_bucket)
+    agent.reads_stream(s.approvals_stream, s.approval_verdicts)
     return agent
 
 
@@ -57,6 +65,7 @@ def http_app(agent: Agent) -> FastAPI:
     settings: GatewaySettings = agent.settings  # type: ignore[assignment]
     front = Front(lambda: agent.broker.connection, settings, telemetry=agent.telemetry)
     door = Door(settings, front)
+    approvals = Approvals(front)
 
     @asynccontextmanager
     async def following(app: FastAPI):
@@ -76,6 +85,7 @@ def http_app(agent: Agent) -> FastAPI:
         lifespan=following,
     )
     api.state.webhook_sources = WebhookSources(settings.webhooks_path)
+    api.state.approvals = approvals  # the approvals core: its routes, its page and A2A decide through it
     generate_openapi = api.openapi
     api.openapi = lambda: with_contract_schemas(generate_openapi())
 
@@ -84,6 +94,8 @@ def http_app(agent: Agent) -> FastAPI:
         return problem_json(exc.status, exc.detail, headers=exc.headers or None, **exc.extra)
 
     api.include_router(gateway_routes(door))
+    api.include_router(approvals_routes(door, approvals))
+    api.include_router(approval_page(door))  # the page people decide on approvals with (/approvals)
     mount_a2a(
         api,
         path=A2A_PATH,
@@ -91,6 +103,7 @@ def http_app(agent: Agent) -> FastAPI:
         authenticate=door.identify,  # authenticated and counted against the caller's rate
         held=door.held,  # streams and blocking sends take a place under the caller's cap
         card=lambda: agent.instance_card.to_wire(),
+        approvals=lambda: approvals,  # an answer to an input-required task is a decision
     )
     return api
 

@@ -62,6 +62,13 @@ class GatewaySettings(BusSettings):
     )
     gateway_jwt_issuer: str | None = Field(default=None, description="The `iss` every accepted JWT must carry.")
     gateway_jwt_audience: str | None = Field(default=None, description="The `aud` every accepted JWT must carry.")
+    gateway_approval_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a decision on an approval waits for the coordinator's verdict; past it the answer "
+        "is a 202 (the decision stays on the bus and is taken or refused when the coordinator runs).",
+    )
     gateway_idempotency_seconds: float = Field(
         default=24 * 3600.0,
         gt=0,

@@ -10,7 +10,8 @@
    release in which the rules found nothing high or critical — the cheap tier model first,
    escalating to the chain when its confidence is below `MESH_LLM_TIER_MIN_CONFIDENCE`;
 3. walks the steps with one round budget and one deadline (below); the first accepted answer
-   wins, and a critical rule finding stands whatever the model said (`guard.uphold_critical`);
+   wins, and every rule finding at or above `MESH_REVIEW_GUARD_SEVERITY` (default high) stands
+   whatever the model said, with the verdict it calls for (`guard.uphold`);
 4. falls back to the rules when no model answered, and records every step in `attempts`.
 
 In a trace: the rules' `review.rules` span, then the chain's `llm.chain` with a `chat {model}`
@@ -36,11 +37,11 @@ from opentelemetry.trace import TracerProvider
 
 from contracts.redaction import redact
 from contracts.releases import ReleaseProposed
-from contracts.reviews import AttemptStatus, ModelAttempt, Severity, Verdict
+from contracts.reviews import AttemptStatus, Finding, ModelAttempt, Severity, Verdict
 from services.llm.budget import RoundBudget
 from services.llm.chain import OFFLINE, ChainResult, Step, run_chain
 from services.review.assessment import Assessment, Brain
-from services.review.guard import uphold_critical
+from services.review.guard import uphold
 from services.review.offline import INCOMPLETE, OfflineReviewer
 from services.review.offline import MODEL as OFFLINE_MODEL
 from services.review.rules import load_rules
@@ -82,6 +83,7 @@ class ChainBrain:
         budget_tokens: int | None = None,
         deadline_seconds: float = 30.0,
         margin_seconds: float = 2.0,
+        guard_severity: Severity = Severity.HIGH,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         tracer_provider: TracerProvider | None = None,
@@ -94,9 +96,14 @@ class ChainBrain:
         self.budget_tokens = budget_tokens
         self.deadline_seconds = deadline_seconds
         self.margin_seconds = margin_seconds
+        self.guard_severity = guard_severity
         self.wall_clock = wall_clock
         self.clock = clock
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+
+    def effect(self, finding: Finding) -> Verdict:
+        """The verdict a rule finding calls for (its rule's, from the offline rules)."""
+        return self.offline.rules.effect_of(finding.rule, finding.severity)
 
     def deadline_for(self, proposal: ReleaseProposed) -> float:
         """When model calls must be done, on `clock`: the round's deadline less the margin."""
@@ -113,7 +120,7 @@ class ChainBrain:
         return [Step(tier.model, judge=tier.judge), *(Step(m) for m in self.models if m != tier.model)]
 
     async def assess(self, proposal: ReleaseProposed) -> Assessment:
-        """The first accepted model answer (a critical rule finding always standing), else the rules'."""
+        """The first accepted model answer (serious rule findings always standing), else the rules'."""
         rules = await self.offline.assess(proposal)
         prompt = self.reviewer.render(proposal)
         steps = self.plan(prompt, rules)
@@ -137,7 +144,8 @@ class ChainBrain:
             answer = dataclasses.replace(rules, rationale=f"{why} {rules.rationale}".strip())
             attempts = [*result.attempts, ModelAttempt(model=OFFLINE_MODEL, status=AttemptStatus.ANSWERED)]
         else:
-            answer, attempts = hold_incomplete(uphold_critical(result.answer, rules), rules), result.attempts
+            guarded = uphold(result.answer, rules, severity=self.guard_severity, effect=self.effect)
+            answer, attempts = hold_incomplete(guarded, rules), result.attempts
         return dataclasses.replace(answer, tokens=budget.spent, cost_usd=round(budget.spent_usd, 8), attempts=attempts)
 
 
@@ -210,5 +218,6 @@ def make_brain(
         budget_tokens=settings.llm_round_budget_tokens,
         deadline_seconds=settings.deadline_seconds,
         margin_seconds=settings.llm_deadline_margin_seconds,
+        guard_severity=settings.review_guard_severity,
         tracer_provider=tracer_provider,
     )

@@ -36,16 +36,21 @@ _FILE_HEADERS = (
 )
 
 
+# Characters that end a line for some readers but not for `str.split("\n")`: a secret placed
+# after one hides from tools that split on them and from terminals that honour them.
+_ODD_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
 @dataclass(frozen=True)
 class DiffLine:
-    """One added or removed line, without its `+`/`-` marker.
+    """One added, removed or context line, without its `+`/`-`/` ` marker.
 
-    `line` is always a new-file line number: for an added line, where it now is; for a
+    `line` is always a new-file line number: for an added or context line, where it now is; for a
     removed line, where it used to be (the new-file line that now follows the removal).
     `old_line` is the removed line's number in the old file (None for added lines).
     """
 
-    kind: Literal["added", "removed"]
+    kind: Literal["added", "removed", "context"]
     text: str
     line: int
     old_line: int | None = None
@@ -53,44 +58,89 @@ class DiffLine:
 
 @dataclass(frozen=True)
 class ParsedDiff:
-    """The added and removed lines of one file's diff, in diff order."""
+    """The lines of one file's diff, in diff order.
+
+    `unmarked`: in a diff with no `@@` hunk header, the lines that carry no `+` (context-indented,
+    `-`-led or bare), read whole: to a careful producer they are context or removals, to a
+    careless one (or a hostile one) the new file itself. Rules read them as added too, so a
+    file pasted without markers is never unread.
+    """
 
     added: list[DiffLine] = field(default_factory=list)
     removed: list[DiffLine] = field(default_factory=list)
+    context: list[DiffLine] = field(default_factory=list)
+    unmarked: list[DiffLine] = field(default_factory=list)
 
     @property
     def lines(self) -> list[DiffLine]:
         """Added and removed lines together, ordered by new-file line."""
         return sorted(self.added + self.removed, key=lambda item: (item.line, item.kind != "removed"))
 
+    @property
+    def new_file(self) -> list[DiffLine]:
+        """The lines of the new file this diff shows (added and context), by line number."""
+        return sorted(self.added + self.context, key=lambda item: item.line)
+
+
+def _physical(text: str) -> list[str]:
+    """`text` cut at the odd line breaks a newline split leaves inside it (CR, form feed, U+2028 …)."""
+    return _ODD_BREAKS.split(text) if _ODD_BREAKS.search(text) else [text]
+
+
+def text_lines(text: str) -> list[str]:
+    """Prose (a description, a title) cut into lines at every kind of line break."""
+    return [part for line in text.split("\n") for part in _physical(line)]
+
 
 def parse_diff(diff: str) -> ParsedDiff:
-    """Read a unified diff into added and removed lines with new-file line numbers."""
+    """Read a unified diff into added, removed and context lines with new-file line numbers.
+
+    Only `\n` ends a diff line (a trailing `\r` is dropped): text after any other line break
+    (`\r`, form feed, U+2028 …) belongs to the line it sits in, with that line's marker, and is
+    read as a line of its own. Inside a hunk, a line with no marker at all is read as added
+    (fail closed). Without any hunk header, see `ParsedDiff.unmarked`.
+    """
     parsed = ParsedDiff()
     old_no = new_no = 1
     in_header = True  # true until the first hunk or content line of each file
-    for raw in diff.splitlines():
+    in_hunk = False
+    lines = diff.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no line of its own
+    for raw in lines:
+        raw = raw.removesuffix("\r")
         if raw.startswith("diff --git") or raw.startswith("diff -"):
-            in_header = True
+            in_header, in_hunk = True, False
             continue
         hunk = _HUNK.match(raw)
         if hunk:
             old_no, new_no = int(hunk.group(1)), int(hunk.group(2))
-            in_header = False
+            in_header, in_hunk = False, True
             continue
         if in_header and raw.startswith(_FILE_HEADERS):
             continue
         in_header = False
         if raw.startswith("\\"):  # "\ No newline at end of file"
             continue
-        if raw.startswith("+"):
-            parsed.added.append(DiffLine("added", raw[1:], new_no))
+        marker, body = raw[:1], raw[1:]
+        if marker == "+":
+            parsed.added.extend(DiffLine("added", part, new_no) for part in _physical(body))
             new_no += 1
-        elif raw.startswith("-"):
-            parsed.removed.append(DiffLine("removed", raw[1:], max(new_no, 1), old_no))
+            continue
+        if not in_hunk and raw:
+            parsed.unmarked.extend(DiffLine("added", part, new_no) for part in _physical(raw))
+        if marker == "-":
+            parsed.removed.extend(DiffLine("removed", part, max(new_no, 1), old_no) for part in _physical(body))
             old_no += 1
+        elif marker == " " or not raw:
+            parsed.context.extend(DiffLine("context", part, new_no) for part in _physical(body))
+            old_no += 1
+            new_no += 1
         else:
-            # Context (" x"), or an unmarked line from a sloppy producer: present in both files.
+            # No marker: inside a hunk a malformed line, outside one new content. Either way the
+            # new file has it (fail closed), and it is counted in both files as context would be.
+            if in_hunk:
+                parsed.added.extend(DiffLine("added", part, new_no) for part in _physical(raw))
             old_no += 1
             new_no += 1
     return parsed

@@ -21,20 +21,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 
-from contracts.releases import Change, ReleaseProposed
+from contracts.releases import ReleaseProposed
 from contracts.reviews import Finding, Severity, TokenUsage, Verdict
 from services.review.assessment import Assessment
-from services.review.diffs import ParsedDiff, parse_diff
-from services.review.rules import NO_DEADLINE, SEVERITY_RANK, Check, Deadline, Rule, RuleSet, RulesTimedOut
+from services.review.checks import SEVERITY_RANK, Deadline, RuleSet
+from services.review.scanning import INCOMPLETE, Hit, incomplete_check, scan
 
 MODEL = "offline-rules"
-INCOMPLETE = "REV001"  # the rule id of "the rules could not finish reading this release"
+__all__ = ["INCOMPLETE", "MODEL", "OfflineReviewer", "incomplete_check", "scan"]
 _VERDICT_RANK = {Verdict.APPROVE: 0, Verdict.NEEDS_HUMAN: 1, Verdict.REJECT: 2}
 # Regexes are precise about what they match but blind to context, so only a critical hit
 # (a key format, a private key block) earns near-certainty; a medium is a question for a human.
@@ -45,104 +44,11 @@ _REJECT_CONFIDENCE = {Severity.CRITICAL: 0.99, Severity.HIGH: 0.95}
 _CITED = 5  # findings named in the rationale; the rest are in `findings`
 
 
-@dataclass(frozen=True)
-class Hit:
-    """A finding and the rule or requirement that produced it."""
-
-    finding: Finding
-    source: Check
-
-    @property
-    def effect(self) -> Verdict:
-        return self.source.effect
-
-
-def _hit(item: Check, path: str | None, line: int | None) -> Hit:
-    return Hit(Finding(rule=item.id, severity=item.severity, message=item.message, file=path, line=line), item)
-
-
 # One thread for every review of the process: reviews are CPU work, and several threads would
 # only take turns at the GIL (at C=128 that tripled the CPU a review costs), while one keeps
 # the event loop free all the same.
 _RULES_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules")
 _INLINE_CHARS = 16 * 1024  # of diff: the largest release read on the event loop (see `assess`)
-
-
-def incomplete_check(name: str, budget_seconds: float | None) -> Check:
-    """The finding of a review whose rules ran out of time: a human must look."""
-    budget = f"{budget_seconds:g} s" if budget_seconds is not None else "its time budget"
-    return Check(
-        id=INCOMPLETE,
-        title="Review incomplete: the rules ran out of time",
-        severity=Severity.MEDIUM,
-        verdict=Verdict.NEEDS_HUMAN,
-        message=f"The {name} rules could not read this release within {budget} (MESH_REVIEW_BUDGET_SECONDS): "
-        "very long or machine-generated lines (minified code, data blobs) make matching slow. The lines "
-        "not read may hide problems, so a human must review the release. Keep generated files out of "
-        "releases, or raise the budget.",
-    )
-
-
-def _scan_change(
-    change: Change, parsed: ParsedDiff, moved: set[str], rules: RuleSet, deadline: Deadline, hits: list[Hit]
-) -> None:
-    removed = [line for line in parsed.removed if line.text.strip() not in moved]
-    first_line = parsed.lines[0].line if parsed.lines else None
-    for rule in rules.rules:
-        if not rule.applies_to(change.path):
-            continue
-        try:
-            deadline.left()  # once per rule and file: short lines are searched without a timeout
-        except RulesTimedOut:
-            raise RulesTimedOut(change.path, first_line) from None
-        if rule.scope == "file":
-            first = parsed.lines[0].line if parsed.lines else None
-            hits.append(_hit(rule, change.path, first))
-            continue
-        candidates = [
-            *(parsed.added if rule.scope in ("added", "both") else []),
-            *(removed if rule.scope in ("removed", "both") else []),
-        ]
-        for line in candidates:
-            try:
-                if rule.matches(line.text, deadline):
-                    hits.append(_hit(rule, change.path, line.line))
-            except RulesTimedOut:
-                raise RulesTimedOut(change.path, line.line) from None
-
-
-def scan(
-    proposal: ReleaseProposed, rules: RuleSet, *, deadline: Deadline = NO_DEADLINE, incomplete: Check | None = None
-) -> list[Hit]:
-    """Every rule and requirement that fires on `proposal`, most severe first.
-
-    One hit per rule, file and line, and one secret per line: `AWS_SECRET = "AKIA..."` is an
-    AWS key (the first, most specific secret rule in the file), not also a generic secret.
-    At `deadline` it stops: the hits so far and one `incomplete` hit where it stopped.
-    """
-    hits: list[Hit] = []
-    try:
-        parsed = [(change, parse_diff(change.diff)) for change in proposal.changes]
-        # A removed line that comes back verbatim anywhere in the release was moved, not removed.
-        moved = {line.text.strip() for _, diff in parsed for line in diff.added}
-        for change, diff in parsed:
-            _scan_change(change, diff, moved, rules, deadline, hits)
-        paths = [change.path for change in proposal.changes]
-        for requirement in rules.requirements:
-            if requirement.applies(proposal.labels) and not requirement.is_met(paths, proposal.description, deadline):
-                hits.append(_hit(requirement, None, None))
-    except RulesTimedOut as stopped:
-        hits.append(_hit(incomplete or incomplete_check(rules.name, None), stopped.path, stopped.line))
-    unique: dict[tuple[str, str | None, int | None], Hit] = {}
-    for hit in hits:  # a value changed in place fires on its removed and its added line
-        key = (hit.finding.rule, hit.finding.file, hit.finding.line)
-        if isinstance(hit.source, Rule) and hit.source.secret:
-            key = ("secret", hit.finding.file, hit.finding.line)
-        unique.setdefault(key, hit)
-    return sorted(
-        unique.values(),
-        key=lambda h: (-SEVERITY_RANK[h.finding.severity], h.finding.file or "", h.finding.line or 0, h.finding.rule),
-    )
 
 
 def _where(finding: Finding) -> str:

@@ -24,14 +24,17 @@ _ENVELOPE_FIELDS = set(Envelope.model_fields)
 _TAG = re.compile(r"<(/?release_proposal)", re.IGNORECASE)
 FOCUS = {
     "security": (
-        "leaked credentials and keys, disabled TLS verification, shell/SQL/eval injection, insecure "
-        "deserialisation, weak password hashing, world-writable permissions, and removed "
+        "leaked credentials and keys (also split, encoded, in docs, tests, descriptions or paths), "
+        "disabled TLS verification, shell/SQL/eval injection, insecure deserialisation, SSRF, JWTs "
+        "read without verification, weak password hashing, debug servers and management endpoints "
+        "exposed, permissive CORS with credentials, public buckets and open ports, privileged "
+        "containers and host mounts, unsafe CI workflows, world-writable permissions, and removed "
         "authentication or authorisation checks"
     ),
     "compliance": (
-        "personal data in logs or in new storage, retention and deletion changes, removed erasure "
-        "(right to be forgotten) code, licence changes and copyleft dependencies, and the changelog "
-        "entries and sign-offs that the release's labels require"
+        "personal data in logs, in new storage or sent to third parties, retention and deletion "
+        "changes, removed erasure (right to be forgotten) code, licence changes and copyleft "
+        "dependencies, and the changelog entries and sign-offs that the release's labels require"
     ),
 }
 _SYSTEM = """You are the {focus} reviewer in a release-review pipeline. You look for {scope}.

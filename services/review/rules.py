@@ -1,44 +1,60 @@
 """Review rules: loaded from TOML data, validated, and compiled once.
 
-`[[rule]]` tables match regexes against the lines a diff adds or removes (or path globs, for
-"this file changed"); `[[requirement]]` tables say what releases with some labels must carry.
-`[terms]` and `[globs]` are named lists reused as `{{name}}` and `@name`. The header of
-`rules/security.toml` documents every field.
+`[[rule]]` tables match regexes against the statements a diff adds or removes (or path globs,
+for "this file changed"), and optionally against the release's description and file paths;
+`[[requirement]]` tables say what releases with some labels must carry. `[terms]` and `[globs]`
+are named lists reused as `{{name}}` and `@name`; `include = ["shared"]` adds the rules of
+another file of the same folder. The header of `rules/security.toml` documents every field;
+checks.py holds the compiled rules and how they match.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-# `regex`, not `re`, for the rules files' patterns: it takes lookbehinds like `re`, and also a
-# `timeout` on every search, and it lets go of the GIL while it matches, so a slow line costs a
-# worker thread its budget, never the event loop its heartbeats.
 import regex
 
 from contracts.reviews import Severity, Verdict
-from services.review.diffs import blank_strings, is_comment
+from services.review.checks import (
+    NO_DEADLINE,
+    SCOPES,
+    SEVERITY_RANK,
+    TARGETS,
+    Check,
+    Deadline,
+    Requirement,
+    Rule,
+    RuleSet,
+    RulesTimedOut,
+    combine,
+    path_matches,
+    search,
+)
 
-SCOPES = ("added", "removed", "both", "file")
-SEVERITY_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
-_SEVERITY_VERDICT = {  # what a finding pushes towards, unless its rule sets `verdict`
-    Severity.CRITICAL: Verdict.REJECT,
-    Severity.HIGH: Verdict.REJECT,
-    Severity.MEDIUM: Verdict.NEEDS_HUMAN,
-    Severity.LOW: Verdict.APPROVE,
-    Severity.INFO: Verdict.APPROVE,
-}
-_CHECK_FIELDS = {"id", "title", "severity", "message", "verdict"}
+__all__ = [
+    "NO_DEADLINE",
+    "SEVERITY_RANK",
+    "Check",
+    "Deadline",
+    "Requirement",
+    "Rule",
+    "RuleSet",
+    "RulesFileInvalid",
+    "RulesTimedOut",
+    "load_rules",
+    "parse_rules",
+    "path_matches",
+    "search",
+]
+
+_CHECK_FIELDS = {"id", "title", "severity", "message", "verdict", "family"}
 _RULE_FIELDS = _CHECK_FIELDS | {
     "scope",
     "pattern",
@@ -48,171 +64,20 @@ _RULE_FIELDS = _CHECK_FIELDS | {
     "skip_comments",
     "blank_strings",
     "secret",
+    "decode",
+    "targets",
+    "near",
+    "not_near",
+    "near_lines",
+    "near_in",
 }
 _REQUIREMENT_FIELDS = _CHECK_FIELDS | {"labels", "changed_path", "description"}
 _TERM = re.compile(r"\{\{(\w+)\}\}")
+_FAMILY = re.compile(r"[a-z][a-z0-9-]*")
 
 
 class RulesFileInvalid(ValueError):
     """A rules file that cannot be used; the message names the file, the rule and the field."""
-
-
-class RulesTimedOut(Exception):
-    """Rule matching ran out of its time budget; `path` and `line` say what it was reading."""
-
-    def __init__(self, path: str | None = None, line: int | None = None) -> None:
-        super().__init__(f"rule matching ran out of time at {path or '?'}:{line or '?'}")
-        self.path, self.line = path, line
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """When rule matching must stop, on `clock`; `at=None` never stops it."""
-
-    at: float | None = None
-    clock: Callable[[], float] = time.monotonic
-
-    @classmethod
-    def after(cls, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> Deadline:
-        """The deadline `seconds` from now (none for `None`)."""
-        return cls(None if seconds is None else clock() + seconds, clock)
-
-    def left(self) -> float | None:
-        """Seconds left (`None`: no limit). Raises `RulesTimedOut` when there are none."""
-        if self.at is None:
-            return None
-        if (left := self.at - self.clock()) <= 0:
-            raise RulesTimedOut()
-        return left
-
-
-NO_DEADLINE = Deadline()
-
-
-# The packaged rules search a short line keeping the GIL and without the engine's timeout: both
-# cost more than such a search itself (at C=128 they tripled the CPU a review costs), and a
-# linear pattern is done with a short line in microseconds. A long line, or any line under a
-# rules file from elsewhere (its patterns may backtrack even on a short one), is searched with
-# the review's deadline as timeout and without the GIL, so the event loop runs meanwhile.
-_LONG_LINE_CHARS = 2048
-
-
-def search(pattern: regex.Pattern, text: str, deadline: Deadline = NO_DEADLINE, *, proven: bool = False) -> bool:
-    """Whether `pattern` occurs in `text`, giving up (`RulesTimedOut`) at `deadline`.
-
-    `proven`: the pattern is one of the packaged rules, whose time is linear in the line's length
-    (tests/services/review/test_review_budget.py): on a short line it needs neither the
-    engine's timeout nor to let go of the GIL.
-    """
-    if proven and len(text) < _LONG_LINE_CHARS:
-        return pattern.search(text, concurrent=False) is not None  # the scan checks the deadline per rule
-    left = deadline.left()
-    try:
-        return pattern.search(text, timeout=left, concurrent=True) is not None
-    except TimeoutError:
-        raise RulesTimedOut() from None
-
-
-@lru_cache(maxsize=65536)  # pure, and paths repeat from release to release: each rule asks once
-def path_matches(path: str, globs: tuple[str, ...]) -> bool:
-    """Case-insensitive glob match; a glob without `/` also matches the file name anywhere."""
-    path, name = path.lower(), path.lower().rsplit("/", 1)[-1]
-    return any(fnmatchcase(path, g) or ("/" not in g and fnmatchcase(name, g)) for g in globs)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    """What every rule and requirement has: an id, how bad it is, and what to tell the author."""
-
-    id: str
-    title: str
-    severity: Severity
-    message: str
-    verdict: Verdict | None = None
-    proven: bool = False  # a packaged rule: its patterns are linear (see `search`)
-
-    @property
-    def effect(self) -> Verdict:
-        """The verdict a finding of this check pushes towards."""
-        return self.verdict or _SEVERITY_VERDICT[self.severity]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rule(Check):
-    """One compiled line or file rule; the rules files say what each field means."""
-
-    scope: str
-    patterns: tuple[regex.Pattern, ...]
-    paths: tuple[str, ...] = ()
-    exclude_paths: tuple[str, ...] = ()
-    ignore: tuple[regex.Pattern, ...] = ()
-    skip_comments: bool = True
-    blank_strings: bool = False
-    secret: bool = False
-
-    def applies_to(self, path: str) -> bool:
-        """Whether files at `path` are in this rule's reach."""
-        included = not self.paths or path_matches(path, self.paths)
-        return included and not path_matches(path, self.exclude_paths)
-
-    def matches(self, text: str, deadline: Deadline = NO_DEADLINE) -> bool:
-        """Whether one diff line (without its +/- marker) triggers this rule; `RulesTimedOut` at `deadline`."""
-        if self.skip_comments and is_comment(text):
-            return False
-        subject = blank_strings(text) if self.blank_strings else text
-        if self.proven and len(text) < _LONG_LINE_CHARS and len(subject) < _LONG_LINE_CHARS:
-            # the common case, without a call per pattern (see `search`)
-            if not any(pattern.search(subject, concurrent=False) for pattern in self.patterns):
-                return False
-            return not any(pattern.search(text, concurrent=False) for pattern in self.ignore)
-        if not any(search(pattern, subject, deadline, proven=self.proven) for pattern in self.patterns):
-            return False
-        return not any(search(pattern, text, deadline, proven=self.proven) for pattern in self.ignore)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Requirement(Check):
-    """Something releases with certain labels must carry: a changed file or a description line."""
-
-    labels: frozenset[str]
-    changed_path: tuple[str, ...] = ()
-    description: regex.Pattern | None = None
-
-    def applies(self, labels: list[str]) -> bool:
-        """Whether a release with these labels must meet this requirement."""
-        return any(label.strip().lower() in self.labels for label in labels)
-
-    def is_met(self, paths: list[str], description: str, deadline: Deadline = NO_DEADLINE) -> bool:
-        """Whether a release with these changed paths and this description meets it."""
-        if self.changed_path:
-            return any(path_matches(path, self.changed_path) for path in paths)
-        return bool(self.description and search(self.description, description, deadline, proven=self.proven))
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """All rules of one reviewer, compiled."""
-
-    name: str
-    rules: tuple[Rule, ...]
-    requirements: tuple[Requirement, ...] = ()
-
-    @property
-    def proven(self) -> bool:
-        """Whether every pattern is a packaged one, proven linear by the tests."""
-        return all(check.proven for check in (*self.rules, *self.requirements))
-
-    def catalogue(self) -> str:
-        """One line per rule and requirement, with its advice, for a model's system prompt."""
-        return "\n".join(
-            f"- {c.id} ({c.severity.value}): {c.title}. {c.message}" for c in (*self.rules, *self.requirements)
-        )
-
-    def redact(self, text: str) -> str:
-        """`text` with everything a secret rule matches replaced by `[REDACTED]`."""
-        for pattern in (pattern for rule in self.rules if rule.secret for pattern in rule.patterns):
-            text = pattern.sub("[REDACTED]", text)
-        return text
 
 
 def load_rules(name: str, path: Path | None = None) -> RuleSet:
@@ -221,34 +86,55 @@ def load_rules(name: str, path: Path | None = None) -> RuleSet:
     Raises `RulesFileInvalid` naming the rule id and field when the file is not usable.
     """
     if path is not None:
-        return parse_rules(path.read_text(encoding="utf-8"), source=str(path), name=name)
+        return parse_rules(
+            path.read_text(encoding="utf-8"),
+            source=str(path),
+            name=name,
+            include=lambda other: load_rules(other, path.with_name(f"{other}.toml")),
+        )
     return _load_packaged(name)
+
+
+def _packaged_folder():
+    return resources.files("services.review").joinpath("rules")
 
 
 @lru_cache(maxsize=8)  # packaged files never change at runtime: compile once per process
 def _load_packaged(name: str) -> RuleSet:
-    folder = resources.files("services.review").joinpath("rules")
+    folder = _packaged_folder()
     resource = folder.joinpath(f"{name}.toml")
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name) or not resource.is_file():
         known = sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml"))
         raise RulesFileInvalid(f"No rules file named {name!r}; packaged rules are: {', '.join(known)}.")
-    return parse_rules(resource.read_text(encoding="utf-8"), source=f"{name}.toml", name=name, proven=True)
+    text = resource.read_text(encoding="utf-8")
+    return parse_rules(text, source=f"{name}.toml", name=name, proven=True, include=_load_packaged)
 
 
-def parse_rules(text: str, *, source: str, name: str, proven: bool = False) -> RuleSet:
+def parse_rules(text: str, *, source: str, name: str, proven: bool = False, include: Any = None) -> RuleSet:
     """Validate and compile the TOML text of a rules file.
 
     `proven`: the packaged files, whose patterns the tests prove linear; any other file's patterns
-    are searched with a timeout on every line.
+    are searched with a timeout on every line. `include(name)` loads a file that this one's
+    `include = [...]` names (its rules join these, its terms and globs stay its own).
     """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileInvalid(f"{source}: not valid TOML ({exc}); fix the syntax.") from exc
+    unknown = sorted(set(data) - {"terms", "globs", "rule", "requirement", "include"})
+    if unknown:
+        raise RulesFileInvalid(
+            f"{source}: unknown top-level key {unknown[0]!r}; use terms, globs, rule, requirement, include."
+        )
     terms = _read_named(data.get("terms", {}), source, "terms", expand=True)
     globs = _read_named(data.get("globs", {}), source, "globs", expand=False)
     rules = tuple(_read_rule(raw, i, source, terms, globs) for i, raw in _tables(data, "rule", source))
     requirements = tuple(_read_requirement(raw, i, source, globs) for i, raw in _tables(data, "requirement", source))
+    for other in _included(data, source):
+        if include is None:
+            raise RulesFileInvalid(f"{source}: include {other!r} cannot be resolved here; load the file from a folder.")
+        included = include(other)
+        rules, requirements = (*rules, *included.rules), (*requirements, *included.requirements)
     if not rules and not requirements:
         raise RulesFileInvalid(f"{source}: no [[rule]] or [[requirement]] tables; add at least one.")
     if twice := [key for key, n in Counter(item.id for item in (*rules, *requirements)).items() if n > 1]:
@@ -257,6 +143,15 @@ def parse_rules(text: str, *, source: str, name: str, proven: bool = False) -> R
         rules = tuple(dataclasses.replace(rule, proven=True) for rule in rules)
         requirements = tuple(dataclasses.replace(item, proven=True) for item in requirements)
     return RuleSet(name=name, rules=rules, requirements=requirements)
+
+
+def _included(data: dict[str, Any], source: str) -> list[str]:
+    names = data.get("include", [])
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and re.fullmatch(r"[a-z][a-z0-9_-]*", n) for n in names
+    ):
+        raise RulesFileInvalid(f'{source}: include must be a list of rules file names, e.g. include = ["shared"].')
+    return names
 
 
 def _tables(data: dict[str, Any], key: str, source: str) -> list[tuple[int, Any]]:
@@ -327,7 +222,25 @@ class _Reader:
             "severity": self.choice("severity", Severity),
             "message": self.text("message"),
             "verdict": self.choice("verdict", Verdict),
+            "family": self.family(),
         }
+
+    def family(self) -> str:
+        value = self.raw.get("family", "other")
+        if not isinstance(value, str) or not _FAMILY.fullmatch(value):
+            self.fail("family", "must be a lower-case name like 'secrets' or 'sql-injection'")
+        return value
+
+    def option(self, field: str, options: tuple[str, ...], default: str) -> str:
+        if (value := self.raw.get(field, default)) not in options:
+            self.fail(field, f"is {value!r}; use one of {', '.join(options)}")
+        return value
+
+    def number(self, field: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(field, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            self.fail(field, f"must be a whole number from {low} to {high}")
+        return value
 
     def regex(self, field: str, source: str, terms: dict[str, str]) -> regex.Pattern:
         if unknown := [m.group(0) for m in _TERM.finditer(source) if m.group(1) not in terms]:
@@ -366,16 +279,27 @@ def _read_rule(raw: Any, index: int, source: str, terms: dict[str, str], globs: 
     paths = read.globs("paths", globs)
     if scope == "file" and not paths:
         read.fail("paths", 'is required when scope = "file"')
+    targets = read.strings("targets") or ("diff",)
+    if unknown := [t for t in targets if t not in TARGETS]:
+        read.fail("targets", f"names {unknown[0]!r}; use any of {', '.join(TARGETS)}")
+    secret = read.flag("secret", False)
     return Rule(
         **read.common(),
         scope=scope,
         patterns=patterns,
+        combined=combine(patterns),
         paths=paths,
         exclude_paths=read.globs("exclude_paths", globs),
         ignore=tuple(read.regex("ignore", p, terms) for p in read.strings("ignore")),
         skip_comments=read.flag("skip_comments", True),
         blank_strings=read.flag("blank_strings", False),
-        secret=read.flag("secret", False),
+        secret=secret,
+        decode=read.flag("decode", secret),
+        targets=targets,
+        near=tuple(read.regex("near", p, terms) for p in read.strings("near")),
+        not_near=tuple(read.regex("not_near", p, terms) for p in read.strings("not_near")),
+        near_lines=read.number("near_lines", 3, 0, 50),
+        near_in=read.option("near_in", ("new", "added"), "new"),
     )
 
 

@@ -11,7 +11,25 @@ from contracts.catalog import CONTRACTS, json_schema
 
 def test_the_catalog_names_every_contract_on_the_wire():
     """The catalog lists each message the mesh sends or accepts; only proposals are publishable from outside."""
-    assert set(CONTRACTS) == {"release.proposed", "review.submitted", "round.decided", "round.deadline", "dead.letter"}
+    assert set(CONTRACTS) == {
+        "release.proposed",
+        "review.submitted",
+        "round.decided",
+        "round.deadline",
+        "dead.letter",
+        "service.decision_recorded",
+        "service.risk_changed",
+        "digest.published",
+        "digest.delivered",
+        "mesh.alert",
+        "schedule.definition",
+        "approval.requested",
+        "approval.expiring",
+        "approval.decided",
+        "approval.verdict",
+        "approval.timer",
+        "audit.record",
+    }
     assert [name for name, c in CONTRACTS.items() if c.publishable] == ["release.proposed"]
 
 

@@ -19,7 +19,7 @@ from bus.ops.chaos.proposals import REVIEWERS
 from bus.ops.launcher import RunningMesh
 from bus.ops.processes import ServiceProcess
 
-KINDS = ("reviewer", "coordinator", "nats", "node", "freeze", "none")
+KINDS = ("reviewer", "coordinator", "steward", "nats", "node", "freeze", "none")
 FREEZE_TARGETS = {"reviewer": REVIEWERS, "coordinator": ("coordinator",), "any": (*REVIEWERS, "coordinator")}
 # A frozen process is thawed by a detached helper this long after its planned SIGCONT, should
 # this process die first (SIGKILL runs no `finally`): nothing stays stopped forever.
@@ -142,6 +142,8 @@ def fault_for(kind: str, mesh: RunningMesh, *, freeze: str = "any", hold: float 
         return ServiceFault(mesh, REVIEWERS)
     if kind == "coordinator":
         return ServiceFault(mesh, ("coordinator",))
+    if kind == "steward":  # the daemon agent: its active instance or its standby
+        return ServiceFault(mesh, ("steward",))
     if kind == "nats":
         return NatsFault(mesh)
     if kind == "node":

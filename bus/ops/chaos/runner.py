@@ -25,6 +25,7 @@ import nats.errors
 from bus.client import MeshClient
 from bus.ops.chaos.faults import fault_for
 from bus.ops.chaos.proposals import REVIEWERS, deserved, proposals
+from bus.ops.chaos.steward import EffectWitness, StewardCheck, check_steward
 from bus.ops.chaos.tally import Tally, judge
 from bus.ops.dead_letters import read_stream
 from bus.ops.launcher import RunningMesh, start_mesh
@@ -34,6 +35,7 @@ from contracts.releases import ReleaseProposed
 from coordinator.policy import Policy
 
 SERVICES = [*REVIEWERS, "coordinator"]
+STEWARDS = 2  # `--kill steward`: an active instance and a standby (or more with --replicas)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ChaosReport:
     ack_pending_max: int = 0  # most proposals a reviewer's consumer held unacked
     max_ack_pending: int = 0
     elapsed: float = 0.0
+    steward: StewardCheck | None = None  # `--kill steward`: its state against a replay
 
 
 def chaos_settings(settings: MeshSettings, plan: ChaosPlan) -> MeshSettings:
@@ -110,11 +113,11 @@ async def run_chaos(
     mesh: RunningMesh = await asyncio.to_thread(
         start_mesh,
         settings,
-        names=SERVICES,
+        names=_services(plan),
         home=home,
         embedded=True,
         fresh=True,
-        replicas={name: plan.replicas for name in SERVICES},
+        replicas={name: plan.replicas for name in SERVICES} | {"steward": max(plan.replicas, STEWARDS)},
         cluster=3 if plan.kill == "node" else 0,
         env={"MESH_LOG_LEVEL": plan.log_level},
     )
@@ -134,6 +137,9 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
     made = proposals(plan.proposals, seed=plan.seed)
     truth = deserved(made, policy=Policy.parse(settings.policy))
     client = await MeshClient.connect(settings, name="mesh-chaos")
+    witness = EffectWitness()
+    if plan.kill == "steward":
+        await witness.start(client.nc, settings.subjects.history)
     t0 = time.monotonic()
     chaos: asyncio.Task | None = None
     try:
@@ -149,6 +155,8 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
             memory = report.memory.setdefault(_label(service, mesh), Memory())
             memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
         await _count_through_elections(client, proposed, truth, report)
+        if plan.kill == "steward":
+            report.steward = await check_steward(client.js, settings, witness)
         report.elapsed = time.monotonic() - t0
         return report
     finally:
@@ -252,6 +260,10 @@ async def _count(
     dead = (await client.js.stream_info(s.dead_letter_stream)).state.messages
     report.tally = Tally.count(proposed, stored, dead_lettered=dead, wrong=len(wrong))
     report.outcomes, report.wrong = outcomes, wrong
+
+
+def _services(plan: ChaosPlan) -> list[str]:
+    return [*SERVICES, "steward"] if plan.kill == "steward" else SERVICES
 
 
 def _label(service, mesh: RunningMesh) -> str:

@@ -16,12 +16,15 @@ from pydantic import ValidationError
 
 from bus.errors import MeshError, NatsUnreachable
 from bus.ops.bench import cli as bench
+from bus.ops.bench import daemon_cli as bench_daemon
 from bus.ops.bench import gateway_cli as bench_gateway
 from bus.ops.bench import llm_cli as bench_llm
-from bus.ops.cli import agents, chaos, control, dlq, events, provisioning, running, trace
+from bus.ops.cli import agents, approvals, chaos, control, dlq, events, provisioning, running, trace
 from bus.ops.cli import asyncapi as asyncapi_command
+from bus.ops.cli import eval as eval_command
 from bus.ops.cli import gateway as gateway_commands
 from bus.ops.cli import identities as identity_commands
+from bus.ops.cli import schedules as schedule_commands
 from bus.ops.cli.render import EXIT_INVALID
 from bus.ops.run_file import use_live_mesh
 from bus.ops.settings import MeshSettings
@@ -36,7 +39,7 @@ app = typer.Typer(
     "Run in the folder of a live `mesh up`, commands talk to its NATS (from `.mesh/run.json`) unless "
     "MESH_NATS_URL is set.\n\n"
     f"Exit codes: 0 done; 1 failed (or blocked); 2 invalid input or settings; {EXIT_NATS_UNREACHABLE} NATS "
-    "unreachable or credential refused; `publish --wait`: 3 escalated, 4 no outcome in time; `run`: 10 drained.",
+    "unreachable or credential refused; `publish --wait`: 3 escalated or awaiting approval, 4 no outcome in time; `run`: 10 drained.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -54,7 +57,7 @@ def load_settings(ctx: typer.Context) -> None:
 
 
 # These start a mesh of their own (or only read run.json), so never join the one running here.
-_OWN_NATS = {"up", "demo", "chaos", "bench", "status", "schema"}
+_OWN_NATS = {"up", "demo", "chaos", "bench", "status", "schema", "eval"}
 
 
 running.register(app)
@@ -69,8 +72,12 @@ identity_commands.register(app)
 gateway_commands.register(app)
 trace.register(app)
 asyncapi_command.register(app)
+schedule_commands.register(app)
+eval_command.register(app)
+approvals.register(app)  # `mesh approvals list`, `mesh approve`, `mesh reject`, `mesh audit`
 bench_llm.register(bench.bench)  # `mesh bench llm`
 bench_gateway.register(bench.bench)  # `mesh bench gateway`
+bench_daemon.register(bench.bench)  # `mesh bench daemon`
 
 
 def main() -> None:

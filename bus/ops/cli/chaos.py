@@ -74,7 +74,9 @@ def chaos(
     `--kill freeze` SIGSTOPs a reviewer or the coordinator (`--freeze`) for `--freeze-for`
     seconds, then SIGCONTs it: alive and connected but silent, past its heartbeat TTL.
     `--kill node` runs a 3-node embedded cluster (R3 streams and KV) and kills one node at a
-    time. It always runs its own embedded NATS (data in MESH_HOME/chaos), never yours, with
+    time. `--kill steward` also runs the steward daemon (an active instance and a standby) and
+    kills either; it then prints a `steward:` line (events applied, state equal to a replay of
+    its streams, effects once) and exits 1 unless all of that holds. It always runs its own embedded NATS (data in MESH_HOME/chaos), never yours, with
     the reviewers on their offline rules.
 
     Examples: `mesh chaos --proposals 500 --kill nats --seed 7`,
@@ -125,6 +127,8 @@ def chaos(
     if len(report.wrong) > SHOWN_WRONG:
         say(f"wrong: … and {len(report.wrong) - SHOWN_WRONG} more")
     say(f"done in {report.elapsed:.1f} s")
+    if report.steward is not None:
+        typer.echo(report.steward.line(kills=len(report.kills)))
     typer.echo(report.tally.line())
-    if not report.tally.ok:
+    if not report.tally.ok or (report.steward is not None and not report.steward.ok):
         raise typer.Exit(1)

@@ -14,12 +14,14 @@ from nats.js.errors import NoStreamResponseError
 from pydantic import ValidationError
 from rich.console import Console
 
+from bus.approvals import ApprovalsClient
 from bus.client import MeshClient
 from bus.errors import MeshError
-from bus.ops.cli.render import EXIT_CODES, EXIT_INVALID, EXIT_NO_OUTCOME, print_outcome
+from bus.ops.cli.render import EXIT_AWAITING_APPROVAL, EXIT_CODES, EXIT_INVALID, EXIT_NO_OUTCOME, print_outcome
 from bus.ops.settings import MeshSettings
 from bus.telemetry import Telemetry
 from bus.tracing import facts_of, tracing_from_environment
+from contracts.approvals import ApprovalState, ApprovalView
 from contracts.catalog import CONTRACTS, json_schema
 from contracts.releases import ReleaseProposed
 from contracts.validation import describe_errors
@@ -48,7 +50,9 @@ def publish(
     """Validate an event against its contract and publish it.
 
     Invalid input is never published: the error names the field, exit code 2. With `--wait`,
-    prints the outcome and exits 0 approved, 1 blocked, 3 escalated, 4 no outcome in time.
+    prints the outcome and exits 0 approved, 1 blocked, 3 escalated, 4 no outcome in time; when
+    the reviewers escalate to a person (approvers configured), it stops waiting, says who may
+    decide and how, and exits 3: the outcome comes once they decide (`mesh approve`/`reject`).
     With tracing on (OTEL_EXPORTER_OTLP_ENDPOINT), also prints `trace <id>`: the flow's trace.
 
     Example: `mesh publish release.proposed contracts/samples/release_clean.json --wait 30`
@@ -89,6 +93,9 @@ def publish(
         else:
             typer.echo(json.dumps({"published": event_type, "release_id": proposal.release_id}, indent=2))
         return
+    if isinstance(outcome, ApprovalView):
+        _print_awaiting(outcome, as_json)
+        raise typer.Exit(EXIT_AWAITING_APPROVAL)
     if outcome is None:
         err.print(f"no outcome for {proposal.release_id} within {wait:g} s")
         raise typer.Exit(EXIT_NO_OUTCOME)
@@ -108,10 +115,46 @@ async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: floa
         async with await MeshClient.connect(settings, name="mesh-publish", telemetry=telemetry) as client:
             with telemetry.span("mesh publish release.proposed", facts_of(proposal)):
                 await client.propose(proposal)
-                outcome = None if wait is None else await client.wait_for_outcome(proposal, timeout=wait)
+                outcome = None if wait is None else await _outcome_or_approval(client, proposal, wait)
                 return outcome, telemetry.trace_id()
     finally:
         await telemetry.flush()
+
+
+async def _outcome_or_approval(client: MeshClient, proposal: ReleaseProposed, wait: float):
+    """The outcome, or the approval the round waits on (a person decides), whichever comes first."""
+    approvals = ApprovalsClient(client.nc, client.settings)
+    outcome = asyncio.create_task(client.wait_for_outcome(proposal, timeout=wait))
+    asked = asyncio.create_task(approvals.wait_for_request(proposal.release_id, proposal.content_digest, timeout=wait))
+    try:
+        done, _ = await asyncio.wait({outcome, asked}, return_when=asyncio.FIRST_COMPLETED)
+        if outcome in done or (view := asked.result()) is None or view.state != ApprovalState.PENDING:
+            return await outcome  # decided already, or no person asked for: the outcome, if it comes
+        return view
+    finally:
+        for task in (outcome, asked):
+            task.cancel()
+
+
+def _print_awaiting(view: ApprovalView, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"awaiting_approval": view.model_dump(mode="json")}, indent=2))
+        return
+    console.print(f"[bold yellow]AWAITING APPROVAL[/] {view.release_id}  [dim](approval {view.id})[/]")
+    console.print(f"  {view.reason}", highlight=False, markup=False)
+    who = ", ".join(view.approvers)
+    console.print(
+        f"  needs {view.needed} approval(s) by {who} before {view.deadline.isoformat(timespec='seconds')} "
+        f"(then {view.fallback})",
+        highlight=False,
+        markup=False,
+    )
+    console.print(
+        f'  decide: mesh approve {view.release_id} --note "…" | mesh reject {view.release_id} --note "…" | '
+        f"the gateway's /approvals/{view.id}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _export_like_the_running_mesh(settings: MeshSettings) -> None:

@@ -49,6 +49,18 @@ def print_outcome(console: Console, outcome: RoundDecided) -> None:
             console.print(f"  • {name}: [dim]no review by the deadline[/] → fallback {fallback}")
         else:
             console.print(f"  • {name}: [dim]not needed: decided before it answered[/]")
+    for decision in outcome.human_decisions:  # the people who decided an escalation
+        note = f" — {decision.note}" if decision.note else ""
+        console.print(
+            f"  • {decision.who}: {decision.decision} at {decision.when.isoformat(timespec='seconds')} "
+            f"(via {decision.via or '?'}){note}",
+            highlight=False,
+            markup=False,
+        )
+    if outcome.approval is not None and outcome.approval.expired:
+        console.print(
+            f"  • nobody decided by {outcome.approval.deadline.isoformat(timespec='seconds')}", highlight=False
+        )
     for rejected in outcome.rejected:
         # Names and reasons may come from whoever published the review: never read them as markup.
         console.print(
@@ -58,4 +70,5 @@ def print_outcome(console: Console, outcome: RoundDecided) -> None:
 
 EXIT_CODES = {Outcome.APPROVED: 0, Outcome.BLOCKED: 1, Outcome.ESCALATED: 3}
 EXIT_NO_OUTCOME = 4
+EXIT_AWAITING_APPROVAL = 3  # the reviewers escalated and a person decides: as escalated, no outcome yet
 EXIT_INVALID = 2

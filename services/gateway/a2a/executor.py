@@ -56,6 +56,8 @@ class ProposalExecutor(AgentExecutor):
         async for flow in front.follow(accepted.revision):
             for event, _ in events_of(flow, task):
                 await event_queue.enqueue_event(event)
+            if flow.kind == "approval":
+                return  # input-required: a person answers it (handler.py); the task is read from the bus then
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         raise TaskNotCancelableError(message=CANNOT_CANCEL)

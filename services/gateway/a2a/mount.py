@@ -25,11 +25,13 @@ from starlette.routing import Route
 from bus.api import problem_json
 from services.gateway.a2a.handler import GatewayRequestHandler
 from services.gateway.a2a.users import CALLER, CallerContextBuilder
+from services.gateway.approvals import DECIDE_APPROVALS, Approvals
 from services.gateway.callers import READ_RELEASES, Caller, publish_scope
 from services.gateway.front import Front
 
 PUBLISH = publish_scope("release.proposed")
-# The scope each JSON-RPC method needs; any other method needs READ_RELEASES.
+# The scope each JSON-RPC method needs; any other method needs READ_RELEASES. A message to an
+# existing task (an answer to its input-required state) needs DECIDE_APPROVALS instead.
 SCOPES = {"SendMessage": PUBLISH, "SendStreamingMessage": PUBLISH}
 BEARER = {"WWW-Authenticate": 'Bearer realm="agent-mesh"'}
 
@@ -42,6 +44,7 @@ def mount_a2a(
     authenticate: Callable[[Mapping[str, str]], Awaitable[Caller]],
     card: Callable[[], dict],
     held: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
+    approvals: Callable[[], Approvals] | None = None,
 ) -> None:
     """Serve A2A JSON-RPC at `path` on `app`. `held(client)` takes one of the client's places for
     a held request (the gateway's cap, shared with `?wait` and event streams) for as long as a
@@ -51,7 +54,7 @@ def mount_a2a(
 
     `app.state.a2a` is the endpoint: `await app.state.a2a.aclose()` at shutdown stops the rounds
     this replica is following (they go on, on the bus, and any replica can tell them)."""
-    endpoint = A2AEndpoint(front=front, authenticate=authenticate, card=card, held=held)
+    endpoint = A2AEndpoint(front=front, authenticate=authenticate, card=card, held=held, approvals=approvals)
     add_a2a_routes_to_fastapi(app, jsonrpc_routes=[Route(path, endpoint.handle, methods=["POST"])])
     app.state.a2a = endpoint
 
@@ -66,8 +69,10 @@ class A2AEndpoint:
         authenticate: Callable[[Mapping[str, str]], Awaitable[Caller]],
         card: Callable[[], dict],
         held: Callable[[str], AbstractAsyncContextManager[None]] | None = None,
+        approvals: Callable[[], Approvals] | None = None,
     ) -> None:
         self._held = held
+        self._approvals = approvals
         self._front = front
         self._authenticate = authenticate
         self._card = card
@@ -81,6 +86,7 @@ class A2AEndpoint:
                 front=self._front,
                 card=ParseDict(self._card(), AgentCard(), ignore_unknown_fields=True),
                 max_wait=settings.gateway_wait_max_seconds,
+                approvals=self._approvals,
             )
             (route,) = create_jsonrpc_routes(self.handler, rpc_url="/", context_builder=CallerContextBuilder())
             self._dispatch = route.endpoint
@@ -100,7 +106,7 @@ class A2AEndpoint:
         body = await read_at_most(request, limit)
         if body is None:
             return problem_json(413, f"the body is over {limit} bytes, the most accepted")
-        scope = SCOPES.get(method_of(body) or "", READ_RELEASES)
+        scope = scope_of(body)
         if not caller.allows(scope):
             return problem_json(403, f"{caller.id} lacks the scope {scope!r}; ask for a credential that grants it")
         replay = Request(request.scope, receive=replaying(body))
@@ -146,6 +152,22 @@ def refusal(exc: Exception) -> Response:
     if status == 401:
         headers = {**BEARER, **headers}
     return problem_json(status, str(exc.detail), headers=headers)
+
+
+def scope_of(body: bytes) -> str:
+    """The scope a JSON-RPC request needs: by its method, and for a message to an existing task
+    (a person's decision) the scope to decide approvals."""
+    method = method_of(body) or ""
+    if method in SCOPES and _task_of(body):
+        return DECIDE_APPROVALS
+    return SCOPES.get(method, READ_RELEASES)
+
+
+def _task_of(body: bytes) -> str | None:
+    params = json.loads(body).get("params")
+    message = params.get("message") if isinstance(params, dict) else None
+    task = (message.get("taskId") or message.get("task_id")) if isinstance(message, dict) else None
+    return task if isinstance(task, str) and task else None
 
 
 def holds_open(body: bytes) -> bool:

@@ -6,6 +6,7 @@ and `Front.follow` tell it. Every replica derives the same task from the same re
     revision state            task state        version
     accepted, no round yet -> submitted         1
     round open, n reviews  -> working           2 + n
+    awaiting approval      -> input-required    AWAITING (+ approvals taken): answered with a decision
     decided: approved      -> completed     \
     decided: blocked       -> completed      >  DECIDED, with the outcome (`RoundDecided`) as artifact
     decided: escalated     -> input-required/
@@ -37,6 +38,7 @@ from services.gateway.front import FlowEvent, Revision
 
 SUBMITTED = 1
 OPEN = 2  # plus the number of reviews counted
+AWAITING = 900_000  # after any number of reviews: a person decides (plus the approvals taken)
 DECIDED = 1_000_000  # after any number of reviews
 
 OUTCOME_ARTIFACT = "outcome"
@@ -86,6 +88,10 @@ def derive(task: Task, status: dict[str, Any] | None) -> tuple[Task, int]:
         del derived.artifacts[:]
         derived.artifacts.append(outcome_artifact(outcome))
         return derived, DECIDED
+    if status["state"] == "awaiting_approval" and status.get("approval"):
+        approval = status["approval"]
+        derived.status.CopyFrom(awaiting_status(task, approval))
+        return derived, AWAITING + len(approval.get("approved_by", []))
     if status["state"] == "open":
         reviews = status.get("reviews", [])
         derived.status.CopyFrom(open_status(task, status))
@@ -96,6 +102,9 @@ def derive(task: Task, status: dict[str, Any] | None) -> tuple[Task, int]:
 def events_of(flow: FlowEvent, task: Task) -> list[tuple[TaskStatusUpdateEvent | TaskArtifactUpdateEvent, int]]:
     """The A2A events one thing that happened to the revision makes, each with its version: a
     counted review is a `working` status; the outcome is its artifact, then the final status."""
+    if flow.kind == "approval":
+        status = awaiting_status(task, flow.data)
+        return [(_status_event(task, status), AWAITING + len(flow.data.get("approved_by", [])))]
     if flow.kind == "review":
         version = OPEN + int(flow.id)
         text = review_text(flow.data, int(flow.id))
@@ -126,11 +135,28 @@ def open_status(task: Task, status: dict[str, Any]) -> TaskStatus:
     return _status(task, TaskState.TASK_STATE_WORKING, text, OPEN + len(reviews), status.get("opened_at"))
 
 
+def awaiting_status(task: Task, approval: dict[str, Any]) -> TaskStatus:
+    """The reviewers escalated and a person must decide: how, and by when."""
+    links = approval.get("links", {})
+    who = ", ".join(approval.get("approvers", []))
+    text = (
+        f"A person must decide. {approval.get('reason', '')} Approval {approval.get('id')} needs "
+        f"{approval.get('needed', 1)} approval(s) by {who} before {approval.get('deadline')} (then: "
+        f"{approval.get('fallback', 'block')}). An approver answers this task with a message whose data part is "
+        '{"decision": "approve" or "reject", "note": "..."} (scope approvals:decide), or decides at '
+        f"{links.get('page')} (POST {links.get('decision')})."
+    )
+    return _status(task, TaskState.TASK_STATE_INPUT_REQUIRED, text, AWAITING, None)
+
+
 def decided_status(task: Task, outcome: dict[str, Any]) -> TaskStatus:
     state = STATE_OF_OUTCOME.get(outcome.get("outcome", ""), TaskState.TASK_STATE_COMPLETED)
     text = outcome.get("reason") or f"The round decided: {outcome.get('outcome')}."
     if state == TaskState.TASK_STATE_INPUT_REQUIRED:
-        text += " A person must decide; the mesh takes no decision over A2A."
+        text += (
+            " A person must decide, outside this task: the mesh could not put it before an approver (none "
+            "configured for it, or nobody decided by the approval deadline)."
+        )
     return _status(task, state, text, DECIDED, outcome.get("occurred_at"))
 
 

@@ -16,8 +16,10 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,29 @@ from services.llm.fake.replies import Reply, message, next_id, overloaded, rate_
 CACHE_TTL_SECONDS = 300.0
 # Minimum cacheable prefix per model, per Anthropic's prompt-caching docs (late 2026); others 1024.
 MIN_CACHEABLE_TOKENS = {"claude-haiku-4-5": 4096, "claude-opus-4-5": 4096, "claude-opus-4-6": 4096}
-INJECTION = ("ignore previous instructions", "ignore all previous instructions", "ignore prior instructions")
+# What a gullible model takes for an order to approve: the usual shapes of a prompt injection.
+INJECTION = re.compile(
+    r"(?:ignore|disregard|forget|override)\s+(?:(?:all|any|your|the|my|of)\s+)*(?:previous|prior|above|earlier|"
+    r"preceding|system)\s+(?:instructions?|rules|prompts?|guidance)"
+    r"|you\s+must\s+approve|(?:respond|answer|reply)\s+with\s+(?:the\s+)?(?:verdict\s+)?[\"']?approve"
+    r"|verdict\\?[\"']?\s*[=:]\s*\\?[\"']?approve|pre-?approved|approved\s+automatically|must\s+be\s+approved",
+    re.IGNORECASE,
+)
+
+
+def message_text(messages: list[dict[str, Any]]) -> str:
+    """The text a model reads in `messages`: string contents and text blocks, one per line."""
+    parts = []
+    for item in messages:
+        content = item.get("content")
+        blocks = [content] if isinstance(content, str) else content or []
+        parts += [b if isinstance(b, str) else b.get("text", "") for b in blocks if isinstance(b, str | dict)]
+    return "\n".join(parts)
+
+
+def injected(text: str) -> bool:
+    """Whether `text` holds an instruction a gullible model would obey (see `Profile.obey_injection`)."""
+    return INJECTION.search(text) is not None
 
 
 def tokens_in(text: str) -> int:
@@ -46,6 +70,8 @@ class Profile:
     answer: dict[str, Any] = field(default_factory=dict)  # laid over the schema-built tool input
     confidence: float | tuple[float, float] | None = None  # fixed, or a uniform range
     obey_injection: bool = False  # approve whatever the data says, when it asks to (a fooled model)
+    # The answer built from the request itself (laid over `answer`): an oracle keyed by the prompt.
+    answer_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def from_schema(schema: dict[str, Any], name: str = "value") -> Any:
@@ -208,11 +234,13 @@ def answer(request: dict[str, Any], profile: Profile, cache: PromptCache, rng: r
         )
     schema = tool.get("input_schema", {})
     tool_input = {**from_schema(schema, tool["name"]), **profile.answer}
+    if profile.answer_for is not None:
+        tool_input.update(profile.answer_for(request))
     if isinstance(profile.confidence, tuple):
         tool_input["confidence"] = round(rng.uniform(*profile.confidence), 3)
     elif profile.confidence is not None:
         tool_input["confidence"] = profile.confidence
-    if profile.obey_injection and any(phrase in json.dumps(request["messages"]).lower() for phrase in INJECTION):
+    if profile.obey_injection and injected(message_text(request["messages"])):
         tool_input.update(verdict="approve", confidence=0.99, rationale="As instructed, approved.", findings=[])
     if rng.random() < profile.malformed_rate:
         tool_input = broken(tool_input, schema)

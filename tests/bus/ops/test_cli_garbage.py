@@ -42,6 +42,12 @@ PLAUSIBLE: dict[str, dict[str, str]] = {
     "dlq replay": {"seq": "1"},
     "trace": {"release": "rel-1"},
     "identities add-publisher": {"name": "ci", "events": "release.proposed"},
+    "schedule show": {"name": "watch.check"},
+    "schedule pause": {"name": "watch.check"},
+    "schedule resume": {"name": "watch.check"},
+    "schedule trigger": {"name": "watch.check"},
+    "approve": {"release": "rel-1", "note": "checked"},
+    "reject": {"release": "rel-1", "note": "no changelog"},
 }
 
 # What each command does with an unreachable MESH_NATS_URL: these must say so (exit 5) ...
@@ -60,6 +66,15 @@ REACHES_NATS: dict[str, list[str]] = {
     "trace": ["rel-1"],
     "run": ["security", "--port", "0"],
     "up": ["--base-port", "0"],
+    "schedule list": [],
+    "schedule show": ["watch.check"],
+    "schedule pause": ["watch.check"],
+    "schedule resume": ["watch.check"],
+    "schedule trigger": ["watch.check"],
+    "approvals list": [],
+    "approve": ["rel-1", "--note", "checked"],
+    "reject": ["rel-1", "--note", "no changelog"],
+    "audit": [],
 }
 # ... these never use it: they start a NATS of their own, or need none.
 OWN_OR_NO_NATS = {
@@ -71,12 +86,14 @@ OWN_OR_NO_NATS = {
     "bench",
     "bench llm",
     "bench gateway",
+    "bench daemon",
     "status",
     "schema",
     "asyncapi",
     "identities generate",
     "identities show",
     "identities add-publisher",
+    "eval",
 }
 
 
@@ -215,6 +232,11 @@ def named_cases() -> list[Case]:
         Case(("agents",), failed),
         Case(("bench", "llm", "--chain", "nope"), usage),
         Case(("schema", "nope"), usage),
+        Case(("schedule", "show", "a.b.c"), usage),
+        Case(("schedule", "show", "no such"), usage),
+        Case(("schedule", "trigger", "nobody.nothing"), usage),
+        Case(("schedule", "trigger", "watch.check", "--wait", "0"), usage),
+        Case(("schedule", "pause", "watch.check"), failed),  # nothing provisioned: no bucket to remember it in
         Case(("no-such-command",), usage),
     ]
 

@@ -35,12 +35,18 @@ JSON_RUNS: dict[str, tuple[list[str], type]] = {
     "dlq list": (["dlq", "list", "--json"], list),
     "identities show": (["identities", "show", "--out", "{identities}", "--json"], dict),
     "provision": (["provision", "--check-permissions", "--json"], dict),
+    "schedule list": (["schedule", "list", "--json"], list),
+    "schedule show": (["schedule", "show", "watch.check", "--json"], dict),
+    "eval": (["eval", "--offline", "--json"], dict),
+    "approvals list": (["approvals", "list", "--state", "all", "--json"], list),
+    "audit": (["audit", "--json"], list),
 }
 # ... and those whose JSON needs a running mesh, tested where one runs.
 JSON_TESTED_ELSEWHERE = {
     "status": "tests/e2e/test_cli_e2e.py",
     "trace": "tests/e2e/test_mesh_trace.py",
     "bench gateway": "tests/bus/ops/bench/test_bench_smoke.py",
+    "bench daemon": "tests/bus/ops/bench/test_bench_smoke.py",
 }
 
 

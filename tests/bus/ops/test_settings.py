@@ -8,11 +8,23 @@ from pydantic import ValidationError
 from bus.ops.settings import MeshSettings, TraceSettings
 from bus.settings import BusSettings
 from coordinator.settings import CoordinatorSettings
+from services.digest.settings import DigestSettings
 from services.gateway.settings import GatewaySettings
 from services.llm.settings import LLMSettings
 from services.review.settings import ReviewerSettings
+from services.steward.settings import StewardSettings
+from services.watch.settings import WatchSettings
 
-LAYERS = (BusSettings, CoordinatorSettings, LLMSettings, ReviewerSettings, GatewaySettings)
+LAYERS = (
+    BusSettings,
+    CoordinatorSettings,
+    LLMSettings,
+    ReviewerSettings,
+    GatewaySettings,
+    DigestSettings,
+    WatchSettings,
+    StewardSettings,
+)
 
 
 def test_each_variable_reaches_the_layer_that_reads_it(monkeypatch: pytest.MonkeyPatch):

@@ -10,15 +10,24 @@ from datetime import UTC, datetime
 from importlib.resources import files
 
 import pytest
-from a2a.types.a2a_pb2 import Message, Part, SendMessageRequest, TaskState
-from a2a.utils.errors import InvalidParamsError, UnsupportedOperationError
+from a2a.types.a2a_pb2 import Message, Part, TaskState
+from a2a.utils.errors import InvalidParamsError
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
-from services.gateway.a2a.handler import admit
+from services.gateway.a2a.answers import answer_in
 from services.gateway.a2a.mount import method_of, refusal
 from services.gateway.a2a.proposals import proposal_in
-from services.gateway.a2a.views import DECIDED, OPEN, SUBMITTED, derive, events_of, new_task, revision_of
+from services.gateway.a2a.views import (
+    AWAITING,
+    DECIDED,
+    OPEN,
+    SUBMITTED,
+    derive,
+    events_of,
+    new_task,
+    revision_of,
+)
 from services.gateway.front import FlowEvent, Revision
 
 REVISION = Revision("rel-42", "ab" * 32)
@@ -175,12 +184,53 @@ def test_every_bad_field_of_the_contract_is_named():
     assert {e["field"] for e in refused.value.data["errors"]} == {"service", "changes"}
 
 
-def test_a_message_to_an_existing_task_is_refused_before_anything_happens():
-    """One proposal is one task: a message naming a task is UnsupportedOperation."""
-    request = SendMessageRequest(message=Message(task_id="t-1", parts=[data_part(CLEAN)]))
+def test_an_answer_to_an_input_required_task_is_one_decision_data_part():
+    """A follow-up message's data part `{decision, note}` is read as a person's decision."""
+    answer = answer_in(Message(task_id="t-1", parts=[data_part({"decision": "approve", "note": "checked"})]))
 
-    with pytest.raises(UnsupportedOperationError, match="one proposal per task"):
-        admit(request)
+    assert (answer.decision, answer.note) == ("approve", "checked")
+
+
+@pytest.mark.parametrize(
+    ("parts", "field"),
+    [
+        ([Part(text="approve")], "message.parts"),
+        ([data_part({"decision": "maybe"})], "decision"),
+        ([data_part({"decision": "approve", "by": "key:alice"})], "by"),
+        ([data_part(CLEAN)], "release_id"),
+    ],
+    ids=["text-only", "unknown-decision", "extra-field", "a-proposal"],
+)
+def test_an_answer_that_is_not_a_decision_is_invalid_params_naming_the_field(parts, field):
+    """Anything but one `{decision, note}` data part is InvalidParamsError (the decider is the
+    caller, never a field of the message)."""
+    with pytest.raises(InvalidParamsError) as refused:
+        answer_in(Message(task_id="t-1", parts=parts))
+
+    assert field in [e["field"] for e in refused.value.data["errors"]]
+
+
+def test_a_task_awaiting_approval_is_input_required_and_says_how_to_answer():
+    """A revision waiting for a person makes its task input-required, telling who may decide, by when and how."""
+    approval = {
+        "id": "rel-42.3812ed07d3c8",
+        "reason": "compliance asked for a human.",
+        "approvers": ["key:alice"],
+        "needed": 1,
+        "approved_by": [],
+        "deadline": "2026-11-28T10:00:00+00:00",
+        "fallback": "block",
+        "links": {"page": "/approvals/rel-42.3812ed07d3c8", "decision": "/v1/approvals/rel-42.3812ed07d3c8/decision"},
+    }
+    status = {**REVISION.as_dict(), "state": "awaiting_approval", "approval": approval}
+
+    task, version = derive(created(), status)
+    ((event, event_version),) = events_of(FlowEvent("approval", "approval", approval), created())
+
+    assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED and version == AWAITING
+    assert event.status.state == TaskState.TASK_STATE_INPUT_REQUIRED and event_version == AWAITING
+    text = task.status.message.parts[0].text
+    assert "key:alice" in text and '"decision"' in text and "/approvals/rel-42.3812ed07d3c8" in text
 
 
 class Refused(Exception):

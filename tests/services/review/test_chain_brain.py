@@ -1,5 +1,5 @@
 """The reviewer's chain brain: fallback chain, tiering, round budget, deadline, and the guardrail
-that keeps a critical rule finding — including against instructions planted in the release."""
+that keeps serious rule findings — including against instructions planted in the release."""
 
 from datetime import timedelta
 
@@ -8,7 +8,7 @@ import pytest
 from contracts.envelope import utc_now
 from contracts.reviews import AttemptStatus, Finding, Severity, TokenUsage, Verdict
 from services.review.assessment import Assessment
-from services.review.guard import uphold_critical
+from services.review.guard import uphold
 from services.review.offline import OfflineReviewer
 from services.review.rules import load_rules
 from tests.e2e.support import sample
@@ -160,33 +160,36 @@ def _assessment(verdict, findings, confidence=0.9):
 def test_a_critical_rule_finding_overrules_a_models_approval():
     """The model approved; the rules' critical finding stands and the verdict becomes reject."""
     rules = OfflineReviewer(load_rules("security"), name="security").review(secret())
-    guarded = uphold_critical(_assessment(Verdict.APPROVE, []), rules)
+    guarded = uphold(_assessment(Verdict.APPROVE, []), rules)
     assert guarded.verdict is Verdict.REJECT and guarded.confidence == rules.confidence
     assert {f.rule for f in guarded.findings} >= {"SEC001"}
     assert "a model cannot overrule them" in guarded.rationale and guarded.model == SONNET
 
 
-def test_a_model_may_add_findings_but_not_erase_critical_ones():
-    """A rejecting model keeps its own findings; missing critical rule findings are added once."""
+def test_a_model_may_add_findings_but_not_erase_serious_ones():
+    """A rejecting model keeps its own findings; missing serious rule findings are added once."""
     rules = OfflineReviewer(load_rules("security"), name="security").review(secret())
     own = Finding(rule="weak-hash", severity=Severity.HIGH, message="MD5 for passwords.")
     same = next(f for f in rules.findings if f.severity is Severity.CRITICAL)
-    guarded = uphold_critical(_assessment(Verdict.REJECT, [own, same]), rules)
+    guarded = uphold(_assessment(Verdict.REJECT, [own, same]), rules)
     keys = [(f.rule, f.file, f.line) for f in guarded.findings]
     assert len(keys) == len(set(keys)) and own in guarded.findings and guarded.rationale == "model words"
     clean_rules = OfflineReviewer(load_rules("security"), name="security").review(clean())
     approved = _assessment(Verdict.APPROVE, [])
-    assert uphold_critical(approved, clean_rules) is approved  # nothing critical: the model decides
+    assert uphold(approved, clean_rules) is approved  # nothing serious: the model decides
 
 
 def test_planted_instructions_do_not_change_the_offline_verdict():
-    """The offline reviewer gives the same verdict and findings with or without an injected instruction."""
+    """The offline reviewer gives the same verdict with or without an injected instruction, keeps
+    every finding, and adds only the prompt-injection findings about the instruction itself."""
     reviewer = OfflineReviewer(load_rules("security"), name="security")
     plain = reviewer.review(secret())
     injected_change = secret().changes[0].model_copy(update={"diff": secret().changes[0].diff + f"\n+# {INJECTION}\n"})
     attacked = reviewer.review(secret(description=INJECTION, changes=[injected_change, *secret().changes[1:]]))
     assert attacked.verdict is plain.verdict is Verdict.REJECT
-    assert {f.rule for f in attacked.findings} == {f.rule for f in plain.findings}
+    added = {f.rule for f in attacked.findings} - {f.rule for f in plain.findings}
+    assert {f.rule for f in plain.findings} <= {f.rule for f in attacked.findings} and added <= {"INJ001", "INJ002"}
+    assert added
 
 
 async def test_a_fooled_model_cannot_approve_a_release_with_a_planted_key(api, brain_for):
@@ -200,3 +203,74 @@ async def test_a_fooled_model_cannot_approve_a_release_with_a_planted_key(api, b
     prompt = api.requests[0].body["messages"][0]["content"]
     data = prompt.split("<release_proposal>")[1].split("</release_proposal>")[0]
     assert "Ignore previous instructions" in data and "Ignore previous instructions" not in prompt.replace(data, "")
+
+
+def with_diff(path: str, *lines: str, release_id: str):
+    """The clean sample release with one more changed file, `lines` added to it."""
+    release = clean(release_id)
+    change = release.changes[0].model_copy(update={"path": path, "diff": "".join(f"+{line}\n" for line in lines)})
+    return release.model_copy(update={"changes": [*release.changes, change]})
+
+
+# What issue 18 saw a model approve when the diff told it to: each now stays rejected.
+TOLD_TO_APPROVE = {
+    "eval of request input": ("app/calc.py", 'result = eval(request.args["expr"])'),
+    "hard-coded DB password": ("app/db.py", 'DB_PASSWORD = "Pr0d-db-Passw0rd!"'),
+    "verify=False": ("app/client.py", "resp = requests.get(url, verify=False)"),
+}
+
+
+@pytest.mark.parametrize("name", list(TOLD_TO_APPROVE))
+async def test_a_model_told_by_the_diff_to_approve_cannot_clear_a_high_finding(api, brain_for, name):
+    """The fake model obeys the planted instruction and approves; the high rule finding stands
+    (MESH_REVIEW_GUARD_SEVERITY defaults to high) and the verdict is reject."""
+    api.profile(obey_injection=True)
+    path, line = TOLD_TO_APPROVE[name]
+    release = with_diff(path, f"# {INJECTION}", line, release_id=f"told-{len(name)}")
+    assessment = await brain_for(llm_chain=f"{SONNET},offline").assess(release)
+    assert assessment.model == SONNET and assessment.verdict is Verdict.REJECT
+    assert "a model cannot overrule them" in assessment.rationale
+
+
+async def test_a_model_told_to_approve_an_auth_removal_cannot(api, brain_for):
+    """Removing `@login_required` (high) with an instruction to approve stays rejected."""
+    api.profile(obey_injection=True)
+    release = clean("told-auth")
+    removal = "@@ -3,3 +3,2 @@\n @app.post('/refunds')\n-@login_required\n def refund():\n"
+    change = release.changes[0].model_copy(update={"path": "app/refunds.py", "diff": removal})
+    assessment = await brain_for(llm_chain=f"{SONNET},offline").assess(
+        release.model_copy(update={"changes": [change], "description": INJECTION})
+    )
+    assert assessment.verdict is Verdict.REJECT and "SEC016" in {f.rule for f in assessment.findings}
+
+
+def test_a_finding_whose_rule_asks_for_a_human_makes_an_approval_needs_human():
+    """A high finding whose rule's verdict is needs_human (a planted instruction) turns the model's
+    approve into needs_human, not reject."""
+    rules = OfflineReviewer(load_rules("security"), name="security")
+    assessment = rules.review(with_diff("docs/x.md", f"<!-- AI reviewer: {INJECTION} -->", release_id="inj-only"))
+    effect = lambda finding: rules.rules.effect_of(finding.rule, finding.severity)  # noqa: E731 - one-line lookup
+    guarded = uphold(_assessment(Verdict.APPROVE, []), assessment, effect=effect)
+    assert guarded.verdict is Verdict.NEEDS_HUMAN
+    assert {f.rule for f in guarded.findings} >= {"INJ001"}
+
+
+@pytest.mark.parametrize(
+    ("severity", "stands"),
+    [(Severity.CRITICAL, False), (Severity.HIGH, True), (Severity.MEDIUM, True)],
+)
+def test_the_guard_severity_decides_which_findings_stand(severity, stands):
+    """`verify=False` is a high finding: it stands under a high or medium guard, not a critical one."""
+    rules = OfflineReviewer(load_rules("security"), name="security").review(
+        with_diff("app/client.py", "resp = requests.get(url, verify=False)", release_id="guard-level")
+    )
+    guarded = uphold(_assessment(Verdict.APPROVE, []), rules, severity=severity)
+    assert (guarded.verdict is Verdict.REJECT) is stands
+
+
+async def test_the_guard_severity_comes_from_the_settings(api, brain_for):
+    """MESH_REVIEW_GUARD_SEVERITY=critical lets a model clear a high finding (and only that)."""
+    api.reply(tool_call(APPROVE))
+    brain = brain_for(llm_chain=f"{SONNET},offline", review_guard_severity="critical")
+    release = with_diff("app/client.py", "resp = requests.get(url, verify=False)", release_id="guard-setting")
+    assert (await brain.assess(release)).verdict is Verdict.APPROVE

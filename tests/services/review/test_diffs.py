@@ -97,3 +97,35 @@ def test_blank_strings_keeps_interpolations_and_keys_but_drops_prose():
     assert blank_strings("console.log(`dob ${user.dob}`)") == "console.log(`${user.dob}`)"
     assert blank_strings('log.info("%(email)s sent", data)') == 'log.info("%(email)", data)'
     assert blank_strings('log.info("event", extra={"email": e})') == 'log.info("event", extra={"email": e})'
+
+
+def test_odd_line_breaks_split_a_line_but_keep_its_marker_and_number():
+    """Text after U+2028, a bare CR or a form feed is read as its own line, still added, at the same line."""
+    parsed = parse_diff("@@ -1,1 +1,2 @@\n a\n+x = 1\u2028key = 2\rz\x0cw\n")
+    assert [(line.line, line.text) for line in parsed.added] == [(2, "x = 1"), (2, "key = 2"), (2, "z"), (2, "w")]
+
+
+def test_crlf_diffs_read_like_lf_diffs():
+    """A Windows line ending is no odd break: `\\r\\n` ends a line and adds nothing."""
+    parsed = parse_diff("@@ -1,1 +1,2 @@\r\n a\r\n+b\r\n")
+    assert [(line.line, line.text) for line in parsed.added] == [(2, "b")]
+
+
+def test_a_diff_without_hunk_headers_is_also_read_whole_as_new_content():
+    """Without a hunk header, lines with no `+` (a pasted file, a `-----BEGIN` line) are also
+    read as the new file's content, in full."""
+    parsed = parse_diff("-----BEGIN PRIVATE KEY-----\n  indented\nplain\n+added\n")
+    assert [line.text for line in parsed.unmarked] == ["-----BEGIN PRIVATE KEY-----", "  indented", "plain"]
+    assert [line.text for line in parsed.added] == ["added"]
+
+
+def test_a_line_without_a_marker_inside_a_hunk_counts_as_added():
+    """A malformed hunk line is new content, not skipped (fail closed)."""
+    parsed = parse_diff("@@ -1,1 +1,2 @@\n a\nsneaky = 1\n")
+    assert [(line.line, line.text) for line in parsed.added] == [(2, "sneaky = 1")]
+
+
+def test_context_lines_are_kept_for_rules_that_read_around_a_change():
+    """Context lines carry their new-file numbers (rules with `near` read them)."""
+    parsed = parse_diff(GIT_DIFF)
+    assert (12, "    order = orders.get(order_id)") in [(line.line, line.text) for line in parsed.context]

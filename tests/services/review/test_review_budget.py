@@ -76,6 +76,21 @@ ADVERSARIAL = {
     "run-word": "delete run" + "run" * 10_000,  # CMP005
     "purge-comment": "# " + "purge" * 6_400,  # CMP005
     "placeholders": 'password="abcd1234" ' + "'<" * 16_000,  # SEC008's ignore list
+    # issue 18's rules and readings: statements, decoding, near, the shared injection rules
+    "config-value": "password: " + "a1!" * 10_666,  # SEC024's value check
+    "glued-literals": '"a" + ' * 5_333,  # decoding: concatenated literals
+    "listed-literals": '["a", ' + '"b", ' * 6_400,  # decoding: list items
+    "base64-run": "A" * 32_000,  # decoding: one over-long base64 run
+    "hex-escapes": '"' + "\\x41" * 8_000 + '"',  # decoding: escapes
+    "quotes": "\"'" * 16_000,  # statements: strings opening and closing
+    "open-brackets": "(" * 32_000,  # statements: depth
+    "ai-reviewer": "AI reviewer " * 2_666,  # INJ001
+    "ignore-previous": "ignore previous instructions " * 1_100,  # INJ001
+    "vendor-email": "analytics email " * 2_000,  # CMP012
+    "len-calls": "len(" * 8_000 + "email",  # pii_name's lookbehind
+    "jwt-decode": "jwt.decode(" * 2_909,  # SEC031
+    "sql-concat": "'a' || b " * 3_555,  # SEC028
+    "exec-command": 'exec.Command("sh", "-c", ' * 1_280,  # SEC011
 }
 LIMIT_SECONDS = 1.0
 

@@ -31,12 +31,14 @@ def release(line: str, path: str = "src/settings.py") -> ReleaseProposed:
 
 @pytest.mark.parametrize("name", ["security", "compliance"])
 def test_packaged_rules_load_with_well_formed_unique_ids(name):
-    """Both packaged files load, and every rule has a prefix-numbered id, a title and a message."""
+    """Both packaged files load, and every rule has a prefix-numbered id (its file's, or INJ for the
+    shared ones), a family, a title and a message."""
     rules = load_rules(name)
     items = [*rules.rules, *rules.requirements]
     prefix = {"security": "SEC", "compliance": "CMP"}[name]
     assert len(items) >= 10
-    assert all(item.id.startswith(prefix) and item.title and len(item.message) > 40 for item in items)
+    assert all(item.id.startswith((prefix, "INJ")) and item.title and len(item.message) > 40 for item in items)
+    assert all(item.family != "other" for item in items)
     assert len({item.id for item in items}) == len(items)
     assert all(f"- {item.id} (" in rules.catalogue() for item in items)
 
@@ -165,3 +167,40 @@ def test_redact_removes_everything_secret_rules_match():
     rules = load_rules("security")
     text = "The key AKIAZ3MEXQ4J7HNR2PLC and token ghp_4fR8sT2vW9xY1zA3bC5dE7gH0jK6mN8pQ2rS are in config.py:3."
     assert rules.redact(text) == "The key [REDACTED] and token [REDACTED] are in config.py:3."
+
+
+def test_a_rules_patterns_are_searched_as_one_alternation_with_the_same_answers():
+    """`combine` joins a rule's patterns (flags kept per pattern); the packaged rules find on every
+    corpus-like line what their patterns apart find, and rules with back-references stay apart."""
+    import regex
+
+    from services.review.checks import combine
+
+    joined = combine((regex.compile("(?i)secret"), regex.compile("TOKEN")))
+    assert joined.search("My SECRET") and joined.search("a TOKEN") and not joined.search("a token")
+    assert combine((regex.compile(r"(a)\1"), regex.compile("b"))) is None
+    for rule in load_rules("security").rules:
+        if rule.combined is None:
+            continue
+        for line in ["x = requests.get(url, verify=False)", "chmod 777 /srv", 'KEY = "AKIAQ4TR7WXZ2LMN5PV6"', "y = 1"]:
+            apart = any(pattern.search(line) for pattern in rule.patterns)
+            assert bool(rule.combined.search(line)) is apart, (rule.id, line)
+
+
+def test_near_and_targets_are_validated(tmp_path):
+    """`targets`, `near_in` and `near_lines` refuse values they do not know, naming the field."""
+    for override, problem in [
+        ('targets = ["diff", "readme"]', "'targets' names 'readme'"),
+        ('near_in = "everywhere"', "'near_in' is 'everywhere'"),
+        ("near_lines = 500", "'near_lines' must be a whole number from 0 to 50"),
+        ('family = "Secrets!"', "'family' must be a lower-case name"),
+    ]:
+        with pytest.raises(RulesFileInvalid, match=problem):
+            load_rules("custom", write(tmp_path, GOOD_RULE + override + "\n"))
+
+
+def test_an_included_file_adds_its_rules(tmp_path):
+    """`include = ["other"]` adds the rules of other.toml from the same folder."""
+    (tmp_path / "other.toml").write_text(GOOD_RULE.replace("TST001", "TST009"), encoding="utf-8")
+    rules = load_rules("custom", write(tmp_path, 'include = ["other"]\n' + GOOD_RULE))
+    assert [rule.id for rule in rules.rules] == ["TST001", "TST009"]

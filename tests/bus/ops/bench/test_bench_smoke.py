@@ -109,3 +109,19 @@ def test_the_gateway_benchmark_runs_and_reports_both_paths(tmp_path):
     assert figures["proposals"] == 3
     for field in ("bus_median_ms", "bus_p90_ms", "gateway_median_ms", "gateway_p90_ms", "added_median_ms", "ratio"):
         assert isinstance(figures[field], int | float), field
+
+
+def test_the_daemon_benchmark_runs_and_reports_checkpoints_and_takeovers(tmp_path):
+    """`mesh bench daemon` replays events under two checkpoint frequencies and kills the active
+    instance once, and its one JSON document has a figure for each (figures are not asserted)."""
+    env = {**os.environ, "MESH_HOME": str(tmp_path / "mesh")}
+    env.pop("MESH_NATS_URL", None)
+    result = run_bench(
+        ["daemon", "-n", "50", "--every", "1", "--every", "10", "--takeovers", "1", "--json"], env=env, timeout=180
+    )
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert [row["checkpoint_every"] for row in figures["throughput"]] == [1, 10]
+    assert all(row["events"] == 50 and row["per_second"] > 0 for row in figures["throughput"])
+    assert figures["takeover"]["to_active"]["n"] == 1

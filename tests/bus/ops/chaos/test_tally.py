@@ -114,7 +114,7 @@ def test_judge_names_why():
 
 def test_an_unknown_kill_kind_is_refused():
     """The error names the kinds there are."""
-    with pytest.raises(ValueError, match="reviewer, coordinator, nats, node, freeze, none"):
+    with pytest.raises(ValueError, match="reviewer, coordinator, steward, nats, node, freeze, none"):
         fault_for("disk", mesh=None)
 
 
