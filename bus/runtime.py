@@ -70,6 +70,7 @@ class Agent:
     produces: list[tuple[str, type[BaseModel]]] = field(default_factory=list)
     buckets: list[BucketUse] = field(default_factory=list)
     reads: list[StreamRead] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # core-NATS request subjects it sends to
     schedules: list[ScheduleSpec] = field(default_factory=list)  # `@agent.scheduled` / `@agent.self_scheduled`
     daemon: StateHandle | None = field(default=None, init=False)  # `agent.stateful(...)`: a daemon agent
     # Interfaces its HTTP server offers besides the runtime's (a path as the url: `/a2a`), and
@@ -147,6 +148,11 @@ class Agent:
     def writes_bucket(self, bucket: str, keys: tuple[str, ...] = (">",)) -> None:
         """Declare a KV bucket this agent writes (the keys are subject patterns, `>` for all)."""
         self.buckets.append(BucketUse(bucket, read=True, keys=keys))
+
+    def asks(self, subject: str) -> None:
+        """Declare a core-NATS request subject this agent sends to (another service answers on
+        it); its identity may publish there and hear the answer on its own inbox."""
+        self.requests.append(subject)
 
     def reads_stream(self, stream: str, subject: str) -> None:
         """Declare a stream this agent reads the last message of a subject from, and follows live
@@ -251,7 +257,7 @@ class Agent:
             self.name,
             self.settings,
             consumers=self.consumers,
-            publishes=[subject for subject, _ in self.produces],
+            publishes=[*(subject for subject, _ in self.produces), *self.requests],
             buckets=self.buckets,
             reads=self.reads,
             follows=self.daemon.follows([subject for subject, _ in self.produces]) if self.daemon else (),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,8 +87,12 @@ class ChainBrain:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         tracer_provider: TracerProvider | None = None,
+        context: Callable[[ReleaseProposed], Awaitable[str]] | None = None,
     ) -> None:
         self.reviewer = reviewer
+        # More for the model to read besides the release (the steward's history of its service):
+        # a delimited block of data, "" when there is none; never for the rules.
+        self.context = context
         self.offline = offline
         self.models = [model for model in chain if model != OFFLINE]
         self.tiering = tiering
@@ -123,6 +127,8 @@ class ChainBrain:
         """The first accepted model answer (serious rule findings always standing), else the rules'."""
         rules = await self.offline.assess(proposal)
         prompt = self.reviewer.render(proposal)
+        if self.context is not None and (extra := await self.context(proposal)):
+            prompt = f"{prompt}\n\n{extra}"
         steps = self.plan(prompt, rules)
         budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
         if len(prompt) > self.reviewer.max_prompt_chars:
@@ -177,12 +183,14 @@ def make_brain(
     settings: ReviewerSettings,
     llm: LLMClient | None = None,
     tracer_provider: TracerProvider | None = None,
+    context: Callable[[ReleaseProposed], Awaitable[str]] | None = None,
 ) -> Brain:
     """The brain of the `focus` reviewer (`security` or `compliance`), from `settings`.
 
     With an API key it asks the models of the agent's chain through `llm` — by default the
     process's one shared client — and falls back to the rules; without one it is the rules.
-    Its spans go to `tracer_provider` (by default the process's).
+    Its spans go to `tracer_provider` (by default the process's). `context(proposal)` gives the
+    model more to read (a delimited block of data); the rules never see it.
     """
     rules = load_rules(focus)
     offline = OfflineReviewer(
@@ -220,4 +228,5 @@ def make_brain(
         margin_seconds=settings.llm_deadline_margin_seconds,
         guard_severity=settings.review_guard_severity,
         tracer_provider=tracer_provider,
+        context=context,
     )

@@ -14,6 +14,10 @@ from contracts.reviews import ReviewSubmitted
 from services.review.assessment import Assessment, Brain
 from services.review.brain import make_brain
 from services.review.settings import ReviewerSettings
+from services.steward.client import history_context, recent_history
+
+# How much of a service's history goes into a model's context, at most.
+HISTORY_CHARS = 2000
 
 
 def build_reviewer(
@@ -24,11 +28,13 @@ def build_reviewer(
     The coordinator asks every live agent whose card has a skill tagged `review` and
     `release.proposed`, so a reviewer joins new rounds just by starting.
     """
-    if brain is None:
-        brain = make_brain(name, settings=settings)
     agent = Agent(name, settings=settings, description=description, skills=[skill])
     subjects = settings.subjects
+    if brain is None:
+        brain = make_brain(name, settings=settings, context=lambda proposal: service_history(agent, proposal))
     agent.publishes(subjects.review_submitted(name), ReviewSubmitted)
+    # asks the steward for a service's history (core NATS request; only a model ever reads it)
+    agent.asks(subjects.steward_history_requests)
 
     @agent.consumes(stream=subjects.events_stream, subject=subjects.release_proposed, model=ReleaseProposed)
     async def review_release(proposal: ReleaseProposed, delivery: Delivery) -> None:
@@ -47,6 +53,13 @@ def build_reviewer(
         )
 
     return agent
+
+
+async def service_history(agent: Agent, proposal: ReleaseProposed) -> str:
+    """The steward's recent decisions on the proposal's service, as a bounded block of data for
+    the model's context; "" when no steward answers within a second (reviewing never waits on it)."""
+    answer = await recent_history(agent.broker.connection, agent.settings.subjects, proposal.service, limit=10)
+    return history_context(answer, max_chars=HISTORY_CHARS)
 
 
 def review_of(

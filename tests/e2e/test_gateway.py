@@ -588,3 +588,23 @@ async def test_a2a_streams_take_places_under_the_held_request_cap(slow_mesh):
     assert (third.status_code, blocking.status_code) == (429, 429)
     assert third.headers["content-type"] == "application/problem+json" and "retry-after" in third.headers
     assert listed.status_code == 200
+
+
+async def test_an_idle_event_stream_sends_heartbeats(slow_mesh):
+    """While a slow round has nothing new to tell, its event stream still sends a comment every
+    heartbeat (1 s here), so a proxy does not close it as idle."""
+    running, keys = slow_mesh
+    base = gateways(running)[1]
+    async with http() as client:
+        posted = await client.post(
+            f"{base}/v1/events/release.proposed", json=proposal_body(), headers=bearer(keys["ci"])
+        )
+        url = base + posted.headers["location"] + "/events"
+        comments = 0
+        started = asyncio.get_running_loop().time()
+        async with client.stream("GET", url, headers={**bearer(keys["ci"]), "Last-Event-ID": "2"}) as stream:
+            async for line in stream.aiter_lines():
+                comments += line.startswith(":")
+                if comments >= 2 or asyncio.get_running_loop().time() - started > 5:
+                    break
+    assert comments >= 2

@@ -1,6 +1,7 @@
 """The reviewer's chain brain: fallback chain, tiering, round budget, deadline, and the guardrail
 that keeps serious rule findings — including against instructions planted in the release."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -274,3 +275,23 @@ async def test_the_guard_severity_comes_from_the_settings(api, brain_for):
     brain = brain_for(llm_chain=f"{SONNET},offline", review_guard_severity="critical")
     release = with_diff("app/client.py", "resp = requests.get(url, verify=False)", release_id="guard-setting")
     assert (await brain.assess(release)).verdict is Verdict.APPROVE
+
+
+async def test_the_service_history_reaches_the_model_as_data_after_the_release(api, brain_for):
+    """With a context (the steward's history of the service), the model's prompt carries it after
+    the release, delimited; the rules' verdict is unaffected, and the system prompt says it is data."""
+    history = "<service_history>\nrel-41 blocked SEC001\n</service_history>\n"
+    api.always(tool_call(APPROVE))
+    brain = brain_for(llm_chain=f"{SONNET},offline")
+
+    async def context(proposal):
+        assert proposal.release_id == "chain-history"
+        return history
+
+    brain.context = context  # what make_brain(context=…) sets; build_reviewer passes the steward's
+    await brain.assess(clean("chain-history"))
+    body = api.requests[-1].body
+    user = json.dumps(body["messages"])
+    assert "<service_history>" in user and "rel-41 blocked SEC001" in user
+    assert user.index("release_proposal") < user.index("service_history")
+    assert "<service_history> tags" in json.dumps(body["system"])
