@@ -64,7 +64,7 @@ async def test_each_consumer_is_an_endpoint_with_real_counts(settings, launch, n
 
 
 async def test_a_service_lists_every_consumer_under_its_own_queue_group(settings, launch, node_tools):
-    """The coordinator reads three consumers: each is an endpoint on its filter subject (wildcards
+    """The coordinator reads five consumers: each is an endpoint on its filter subject (wildcards
     as NATS writes them), with its durable as queue group."""
     await asyncio.to_thread(launch, settings, ["coordinator"])
     s = settings.subjects
@@ -77,6 +77,8 @@ async def test_a_service_lists_every_consumer_under_its_own_queue_group(settings
         (s.release_proposed, "coordinator-proposals"),
         (s.reviews, "coordinator-reviews"),
         (s.deadlines_fired, "coordinator-deadlines"),
+        (s.approval_decisions, "coordinator-approvals"),  # people's decisions on escalated releases
+        (s.approval_timers_fired, "coordinator-approval-timers"),
     }
     (stats,) = seen["stats"]
     assert {e["name"] for e in stats["endpoints"]} == {e["name"] for e in info["endpoints"]}

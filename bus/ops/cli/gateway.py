@@ -30,12 +30,18 @@ from services.gateway.api_keys import (
     list_keys,
     revoke_key,
 )
+from services.gateway.approvals import DECIDE_APPROVALS, READ_APPROVALS
 from services.gateway.callers import READ_RELEASES, publish_scope
 
 console = Console()
 err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # paths and names as typed
 # What the gateway checks today; a scope matching none of them grants nothing (likely a typo).
-KNOWN_SCOPES = [READ_RELEASES, *(publish_scope(name) for name, c in sorted(CONTRACTS.items()) if c.publishable)]
+KNOWN_SCOPES = [
+    READ_RELEASES,
+    *(publish_scope(name) for name, c in sorted(CONTRACTS.items()) if c.publishable),
+    READ_APPROVALS,
+    DECIDE_APPROVALS,
+]
 
 gateway = typer.Typer(
     name="gateway",
