@@ -139,11 +139,17 @@ def service_api(
     wire = [(s.subject, s.model) for s in agent.subscriptions] + agent.produces
     named = sorted({n for n in (contract_name(m) for _, m in wire) if n})
 
-    @api.get("/schemas/{name}.json", summary="JSON Schema of a message on the card", responses=NOT_MODIFIED)
-    async def schema(request: Request, name: str) -> Response:
-        if name not in named:
-            raise HTTPException(404, f"no message {name[:100]!r} on this card; it names {', '.join(named) or 'none'}")
-        return cacheable(request, json_schema(name))
+    if named:  # the card links each message it names to its schema here
+
+        @api.get(
+            "/schemas/{name}.json",
+            summary="JSON Schema of a message on the card",
+            responses={**NOT_MODIFIED, 404: problem_response("No message of that name is on this card.")},
+        )
+        async def schema(request: Request, name: str) -> Response:
+            if name not in named:
+                raise HTTPException(404, f"no message {name[:100]!r} on this card; it names {', '.join(named)}")
+            return cacheable(request, json_schema(name))
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -45,14 +45,15 @@ async def delivery_records(nc, settings) -> list[DigestDelivered]:
     return [DigestDelivered.model_validate_json(m.data) for m in found]
 
 
-async def test_each_digest_tick_posts_its_digest_and_records_the_result(harness, settings, launch, monkeypatch):
+async def test_each_digest_tick_posts_its_digest_and_records_the_result(harness, make_settings, launch, monkeypatch):
     """Every second a tick: the receiver gets a Slack body with the window's figures, the tick's
     result is `delivered after 1 attempt`, one delivery record per tick."""
-    s = settings.subjects
     digest_environment(monkeypatch, every="1s")
     body = outcome("rel-1", "blocked", review("security", "SEC001", severity="critical"))
     with WebhookReceiver() as hook:
         monkeypatch.setenv("MESH_DIGEST_WEBHOOK_URL", hook.url)
+        settings = make_settings()  # read now: its digest settings are what provisioning and the service use
+        s = settings.subjects
         await asyncio.to_thread(launch, settings, ["digest"])
         await harness.jetstream().publish(s.round_decided("rel-1", "d"), body.model_dump_json().encode())
 
@@ -70,7 +71,7 @@ async def test_each_digest_tick_posts_its_digest_and_records_the_result(harness,
 
 
 async def test_a_failing_webhook_makes_each_tick_fail_delivery_after_its_attempts_once(
-    harness, settings, launch, monkeypatch
+    harness, make_settings, launch, monkeypatch
 ):
     """The receiver answers 503: each tick posts exactly MESH_DIGEST_WEBHOOK_ATTEMPTS times, then
     records and returns `failed after 2 attempts`; no tick is handled twice."""
@@ -79,6 +80,7 @@ async def test_a_failing_webhook_makes_each_tick_fail_delivery_after_its_attempt
     )
     with WebhookReceiver(always=503) as hook:
         monkeypatch.setenv("MESH_DIGEST_WEBHOOK_URL", hook.url)
+        settings = make_settings()
         await asyncio.to_thread(launch, settings, ["digest"])
 
         async def two_ticks_recorded():
@@ -97,7 +99,7 @@ async def test_a_failing_webhook_makes_each_tick_fail_delivery_after_its_attempt
     assert 2 * len(records) <= posts <= 2 * len(records) + 2
 
 
-async def test_the_watchs_model_proposals_are_clamped_to_its_bounds(harness, settings, launch, monkeypatch):
+async def test_the_watchs_model_proposals_are_clamped_to_its_bounds(harness, make_settings, launch, monkeypatch):
     """A fake model proposes 1 s, then 10 days: the runtime sets the next checks at the minimum
     (2 s) and the maximum (4 s) and records each clamp with the model's reason."""
     with FakeAnthropic(seed=3) as api:
@@ -114,6 +116,7 @@ async def test_the_watchs_model_proposals_are_clamped_to_its_bounds(harness, set
             "MESH_WATCH_MAX_INTERVAL_SECONDS": "4",
         }.items():
             monkeypatch.setenv(name, value)
+        settings = make_settings()
         await asyncio.to_thread(launch, settings, ["watch"])
 
         decisions = []
