@@ -226,8 +226,18 @@ def trigger(
                 f"tick {tick_id} was not handled within {wait:g} s; is {view.agent} running? "
                 f"(`mesh schedule show {view.name}` shows ticks waiting)"
             )
-        if result is None:
-            console.print(f"{record.state.value} (a later tick is the schedule's last now)", highlight=False)
+        if result is None:  # settled, but a later tick's result is the schedule's last now
+            if record.state.value == "failed":
+                raise MeshError(f"tick {tick_id} failed (`mesh schedule show {view.name}` for the latest result)")
+            if record.state.value == "skipped":
+                console.print("folded into a newer tick, which was handled (coalesced)", highlight=False)
+                return
+            console.print(
+                f"handled by {record.instance or 'an instance'}: {record.state.value} "
+                "(its result text was replaced by a later tick's)",
+                highlight=False,
+                markup=False,
+            )
             return
         if not result.ok:
             raise MeshError(f"tick {tick_id} failed: {result.error}")
