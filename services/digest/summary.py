@@ -16,21 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from pydantic import BaseModel, Field
 
 from contracts.digests import DigestPublished
 from contracts.redaction import redact
 from contracts.reviews import TokenUsage
 from services.llm.budget import RoundBudget
-from services.llm.chain import OFFLINE, Step, run_chain
-from services.llm.structured import ask_for_tool
+from services.llm.chain import OFFLINE
+from services.llm.first_answer import first_answer, online_models
 
 if TYPE_CHECKING:  # the SDK costs seconds to import: only a process with a key pays for it
     from services.digest.settings import DigestSettings
     from services.llm.client import LLMClient
 
-log = structlog.get_logger(__name__)
 WRITE_SUMMARY = "write_digest_summary"
 _FIGURES = {
     "window_start",
@@ -113,7 +111,7 @@ class SummaryWriter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.llm = llm
-        self.models = [model for model in chain if model != OFFLINE]
+        self.models = online_models(chain)
         self.request = summary_request(min(max_tokens, 1024))
         self.seconds = seconds
         self.budget_usd = budget_usd
@@ -127,26 +125,21 @@ class SummaryWriter:
         ends = self.clock() + self.seconds
         ends = min(ends, deadline) if deadline is not None else ends
 
-        async def ask(model, meter):
-            answer, response = await ask_for_tool(
-                self.llm,
-                model=model,
-                request=self.request,
-                prompt=prompt,
-                schema=WrittenSummary,
-                deadline=ends,
-                budget=budget,
-                meter=meter,
-                agent="digest",
-            )
-            return answer, response.model
-
-        result = await run_chain([Step(model) for model in self.models], ask, clock=self.clock, agent="digest")
-        if result.answer is None:
-            why = "; ".join(f"{a.model} {a.status.value}: {a.reason}" for a in result.attempts)
-            log.warning("digest.summary_skipped", why=why)
+        answer = await first_answer(
+            self.llm,
+            self.models,
+            request=self.request,
+            prompt=prompt,
+            schema=WrittenSummary,
+            deadline=ends,
+            budget=budget,
+            agent="digest",
+            event="digest.summary_skipped",
+            clock=self.clock,
+        )
+        if answer is None:
             return None
-        written, model = result.answer
+        written, model = answer
         return Summary(redact(written.summary.strip()), model, budget.spent, round(budget.spent_usd, 8))
 
 

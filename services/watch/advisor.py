@@ -17,14 +17,13 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from pydantic import BaseModel, Field
 
 from contracts.alerts import MeshAlert
 from contracts.redaction import redact
 from services.llm.budget import RoundBudget
-from services.llm.chain import OFFLINE, Step, run_chain
-from services.llm.structured import ask_for_tool
+from services.llm.chain import OFFLINE
+from services.llm.first_answer import first_answer, online_models
 from services.watch.cadence import Bounds, Proposal
 from services.watch.checks import Observation
 
@@ -32,7 +31,6 @@ if TYPE_CHECKING:  # the SDK costs seconds to import: only a process with a key 
     from services.llm.client import LLMClient
     from services.watch.settings import WatchSettings
 
-log = structlog.get_logger(__name__)
 SCHEDULE_NEXT_CHECK = "schedule_next_check"
 _LONGEST = 10 * 365 * 24 * 3600  # a sanity bound on the schema: the runtime clamps to max anyway
 _SYSTEM = """You are the monitoring agent of a release-review mesh. After each health check you
@@ -105,7 +103,7 @@ class ModelAdvisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.llm = llm
-        self.models = [model for model in chain if model != OFFLINE]
+        self.models = online_models(chain)
         self.request = schedule_request()
         self.seconds = seconds
         self.budget_usd = budget_usd
@@ -120,26 +118,21 @@ class ModelAdvisor:
         budget = RoundBudget(max_usd=self.budget_usd, max_tokens=self.budget_tokens)
         deadline = self.clock() + self.seconds
 
-        async def ask(model, meter):
-            answer, response = await ask_for_tool(
-                self.llm,
-                model=model,
-                request=self.request,
-                prompt=prompt,
-                schema=ScheduledCheck,
-                deadline=deadline,
-                budget=budget,
-                meter=meter,
-                agent="watch",
-            )
-            return answer, response.model
-
-        result = await run_chain([Step(model) for model in self.models], ask, clock=self.clock, agent="watch")
-        if result.answer is None:
-            why = "; ".join(f"{a.model} {a.status.value}: {a.reason}" for a in result.attempts)
-            log.warning("watch.model_fallback", why=why)
+        found = await first_answer(
+            self.llm,
+            self.models,
+            request=self.request,
+            prompt=prompt,
+            schema=ScheduledCheck,
+            deadline=deadline,
+            budget=budget,
+            agent="watch",
+            event="watch.model_fallback",
+            clock=self.clock,
+        )
+        if found is None:
             return None
-        answer, model = result.answer
+        answer, model = found
         return Proposal(timedelta(seconds=answer.delay_seconds), redact(answer.reason.strip()), by=model)
 
 
