@@ -33,11 +33,12 @@ class BucketUse:
 
 @dataclass(frozen=True)
 class StreamRead:
-    """A stream a service reads message by message (the last on a subject) and whose subject it
-    follows live on core NATS, without a consumer of its own."""
+    """A stream a service reads message by message (the last on a subject) and, when `live`,
+    whose subject it follows on core NATS, without a consumer of its own."""
 
     stream: str
     subject: str
+    live: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ def service_permissions(
             pub.add(f"$JS.FC.{follow.stream}.>")
     for read in reads:
         pub.update({f"{API}.STREAM.MSG.GET.{read.stream}", f"{API}.DIRECT.GET.{read.stream}"})
-        sub.add(read.subject)
+        if read.live:  # a reader by message get alone hears nothing live (dead letters carry payloads)
+            sub.add(read.subject)
 
     # dead letters: its own subject, and the object store for payloads too large to travel
     pub.add(s.dead_letter(name))

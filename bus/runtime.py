@@ -154,10 +154,10 @@ class Agent:
         it); its identity may publish there and hear the answer on its own inbox."""
         self.requests.append(subject)
 
-    def reads_stream(self, stream: str, subject: str) -> None:
+    def reads_stream(self, stream: str, subject: str, *, live: bool = True) -> None:
         """Declare a stream this agent reads the last message of a subject from, and follows live
-        (`subject` may be a wildcard); no consumer of its own."""
-        self.reads.append(StreamRead(stream, subject))
+        unless `live=False` (`subject` may be a wildcard); no consumer of its own."""
+        self.reads.append(StreamRead(stream, subject, live))
 
     def stateful(
         self,

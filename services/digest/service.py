@@ -44,10 +44,10 @@ def build(settings: DigestSettings, *, job: DigestJob | None = None) -> Agent:
     agent.publishes(s.digest_published, DigestPublished)
     agent.publishes(s.digests_delivered, DigestDelivered)
     # everything it reads, by message gets (bus/stream_reads.py): no consumer of its own
-    agent.reads_stream(s.outcomes_stream, s.rounds_decided)
-    agent.reads_stream(s.dead_letter_stream, s.dead_letters)
-    agent.reads_stream(s.alerts_stream, s.alerts)
-    agent.reads_stream(s.digests_stream, s.digests)
+    agent.reads_stream(s.outcomes_stream, s.rounds_decided, live=False)
+    agent.reads_stream(s.dead_letter_stream, s.dead_letters, live=False)
+    agent.reads_stream(s.alerts_stream, s.alerts, live=False)
+    agent.reads_stream(s.digests_stream, s.digests, live=False)
     job = job or DigestJob(settings=settings, connection=lambda: agent.broker.connection, writer=make_writer(settings))
     every = settings.digest_every.strip()
     when = {"every": every} if every else {"cron": settings.digest_cron, "tz": settings.digest_time_zone}

@@ -45,9 +45,9 @@ def build(settings: WatchSettings, *, job: WatchJob | None = None) -> Agent:
     s = settings.subjects
     agent.publishes(s.alerts_raised, MeshAlert)
     # everything it reads, by message gets and KV watches: no consumer of its own
-    agent.reads_stream(s.dead_letter_stream, s.dead_letters)
-    agent.reads_stream(s.outcomes_stream, s.rounds_decided)
-    agent.reads_stream(s.alerts_stream, s.alerts)
+    agent.reads_stream(s.dead_letter_stream, s.dead_letters, live=False)
+    agent.reads_stream(s.outcomes_stream, s.rounds_decided, live=False)
+    agent.reads_stream(s.alerts_stream, s.alerts, live=False)
     agent.reads_bucket(s.agents_bucket)
     agent.reads_bucket(s.instances_bucket)
     job = job or WatchJob(settings=settings, connection=lambda: agent.broker.connection, advisor=make_advisor(settings))

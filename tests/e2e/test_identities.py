@@ -68,6 +68,13 @@ class Intruder:
         await asyncio.sleep(0.05)  # the error callback runs as its own task
         return any("permissions violation" in r and f'"{subject.lower()}"' in r for r in self.refused)
 
+    async def subscribe(self, subject: str) -> bool:
+        """Subscribe; True when the server refused the subscription as a permissions violation."""
+        await self.nc.subscribe(subject)
+        await self.nc.flush()
+        await asyncio.sleep(0.05)
+        return any("permissions violation for subscription" in r and f'"{subject.lower()}"' in r for r in self.refused)
+
     async def close(self) -> None:
         await self.nc.close()
 
@@ -153,6 +160,24 @@ async def test_a_service_cannot_pull_another_services_consumer_or_write_what_it_
 def _own_card(mesh: RunningMesh) -> bytes:
     """The security card as it is: rewriting it with itself changes nothing."""
     return json.dumps(SERVICES["security"].load().build(mesh.settings).card.to_wire()).encode()
+
+
+@pytest.mark.parametrize("identity", ["digest", "watch"])
+async def test_readers_by_message_get_cannot_listen_to_dead_letters_live(secured, identity):
+    """The digest and the watch read streams by message gets only: their identities may not
+    subscribe to dead letters (which carry payloads) or outcomes, while the gateway, which
+    follows outcomes live, may."""
+    intruder = await Intruder.connect(secured, identity)
+    try:
+        assert await intruder.subscribe(S.dead_letters)
+        assert await intruder.subscribe(S.rounds_decided)
+    finally:
+        await intruder.close()
+    gateway = await Intruder.connect(secured, "gateway")
+    try:
+        assert not await gateway.subscribe(S.rounds_decided)
+    finally:
+        await gateway.close()
 
 
 @pytest.mark.parametrize("identity", ["security", "coordinator", OPERATOR])
