@@ -24,10 +24,12 @@ from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from bus.client import MeshClient
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
-from contracts.approvals import ApprovalDecided, ApprovalView, DecisionVerdict, approval_id
+from contracts.approvals import ApprovalDecided, ApprovalState, ApprovalView, DecisionVerdict, approval_id
 from contracts.ids import approval_decision_msg_id
+from contracts.outcomes import RoundDecided
 
 APPROVAL_ID = re.compile(r"^[A-Za-z0-9_=-]{1,80}\.[0-9a-f]{0,12}$")
 
@@ -94,6 +96,22 @@ class ApprovalsClient:
             if loop.time() >= give_up:
                 return None
             await asyncio.sleep(min(0.25, max(0.0, give_up - loop.time())))
+
+    async def outcome_or_request(
+        self, client: MeshClient, release_id: str, digest: str, *, timeout: float
+    ) -> RoundDecided | ApprovalView | None:
+        """The revision's outcome, or its pending approval (a person decides), whichever comes
+        first within `timeout` seconds; None when neither came."""
+        outcome = asyncio.create_task(client.wait_for_revision(release_id, digest, timeout=timeout))
+        asked = asyncio.create_task(self.wait_for_request(release_id, digest, timeout=timeout))
+        try:
+            done, _ = await asyncio.wait({outcome, asked}, return_when=asyncio.FIRST_COMPLETED)
+            if outcome in done or (view := asked.result()) is None or view.state != ApprovalState.PENDING:
+                return await outcome  # decided already, or no person asked for: the outcome, if it comes
+            return view
+        finally:
+            for task in (outcome, asked):
+                task.cancel()
 
     async def of_release(self, release_id: str, *, state: str | None = None) -> list[ApprovalView]:
         return [view for view in await self.list(state) if view.release_id == release_id]

@@ -20,6 +20,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
+from bus.approvals import ApprovalsClient
 from bus.client import MeshClient
 from bus.expiring_keys import claim, read
 from bus.telemetry import Telemetry
@@ -250,6 +251,13 @@ class Front:
         if timeout <= 0:
             return await self.outcome(revision)
         return await self.client.wait_for_revision(revision.release_id, revision.digest, timeout=timeout)
+
+    async def settled(self, revision: Revision, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until the revision is decided or waits for a person (which
+        may take a day): True when either happened."""
+        approvals = ApprovalsClient(self.client.nc, self.settings)
+        found = await approvals.outcome_or_request(self.client, revision.release_id, revision.digest, timeout=timeout)
+        return found is not None
 
     async def round(self, revision: Revision) -> Round | None:
         kv = await self.rounds_kv()

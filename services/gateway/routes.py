@@ -77,14 +77,13 @@ def gateway_routes(door: Door) -> APIRouter:
         return status
 
     async def answer(revision: Revision, wait: float | None) -> JSONResponse:
-        """202 with the status URL; with `wait`, the outcome (200) if it comes in time."""
+        """202 with the status URL; with `wait`, the outcome (200) if it comes in time, or 202 as
+        soon as the release waits for a person (`state: awaiting_approval`, its approval linked)."""
         headers = {"Location": revision.path}
         if wait:
-            outcome = await front.wait(revision, min(wait, settings.gateway_wait_max_seconds))
-            if outcome is not None:
-                return JSONResponse(await status_or_404(revision), 200, headers=headers)
+            await front.settled(revision, min(wait, settings.gateway_wait_max_seconds))
         status = await front.status(revision) or {**revision.as_dict(), "state": "submitted"}
-        return JSONResponse(status, 202, headers=headers)
+        return JSONResponse(status, 200 if wait and status["state"] == "decided" else 202, headers=headers)
 
     @router.post(
         "/events/{event_type}",

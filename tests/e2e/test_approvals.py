@@ -270,6 +270,32 @@ async def test_the_operator_lists_rejects_and_audits_from_the_cli(mesh):
     assert outcome.outcome == "blocked" and outcome.human_decisions[0].via == "cli"
 
 
+async def test_a_waiting_post_answers_as_soon_as_the_release_waits_for_a_person(mesh):
+    """`POST …?wait=60` does not hold the caller for the full minute when the release goes to a
+    person: it answers 202 with `state: awaiting_approval` and the approval's links soon after
+    the reviews, and 200 with the outcome for a release decided at once."""
+    running, keys, _ = mesh
+    base = gateway(running)
+    async with http() as client:
+        started = asyncio.get_running_loop().time()
+        posted = await client.post(
+            f"{base}/v1/events/release.proposed?wait=60", json=unlogged(), headers=bearer(keys["ci"]), timeout=90
+        )
+        took = asyncio.get_running_loop().time() - started
+        assert posted.status_code == 202, posted.text
+        status = posted.json()
+        assert status["state"] == "awaiting_approval" and status["approval"]["links"]["page"].startswith("/approvals/")
+        assert took < 30, f"held {took:.1f} s for a release that waits for a person"
+
+        clean = json.loads((SAMPLES / "release_clean.json").read_text())
+        clean["release_id"] = f"rel-{uuid.uuid4().hex[:8]}"
+        decided = await client.post(
+            f"{base}/v1/events/release.proposed?wait=60", json=clean, headers=bearer(keys["ci"]), timeout=90
+        )
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["outcome"]["outcome"] == "approved"
+
+
 def test_publish_wait_stops_at_an_approval_and_says_how_to_decide(mesh):
     """`mesh publish --wait` exits 3 as soon as the release waits for a person, naming the approval."""
     running, _, identities = mesh

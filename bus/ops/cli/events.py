@@ -21,7 +21,7 @@ from bus.ops.cli.render import EXIT_AWAITING_APPROVAL, EXIT_CODES, EXIT_INVALID,
 from bus.ops.settings import MeshSettings
 from bus.telemetry import Telemetry
 from bus.tracing import facts_of, tracing_from_environment
-from contracts.approvals import ApprovalState, ApprovalView
+from contracts.approvals import ApprovalView
 from contracts.catalog import CONTRACTS, json_schema
 from contracts.releases import ReleaseProposed
 from contracts.validation import describe_errors
@@ -115,25 +115,15 @@ async def _publish(settings: MeshSettings, proposal: ReleaseProposed, wait: floa
         async with await MeshClient.connect(settings, name="mesh-publish", telemetry=telemetry) as client:
             with telemetry.span("mesh publish release.proposed", facts_of(proposal)):
                 await client.propose(proposal)
-                outcome = None if wait is None else await _outcome_or_approval(client, proposal, wait)
+                outcome = None
+                if wait is not None:
+                    approvals = ApprovalsClient(client.nc, client.settings)
+                    outcome = await approvals.outcome_or_request(
+                        client, proposal.release_id, proposal.content_digest, timeout=wait
+                    )
                 return outcome, telemetry.trace_id()
     finally:
         await telemetry.flush()
-
-
-async def _outcome_or_approval(client: MeshClient, proposal: ReleaseProposed, wait: float):
-    """The outcome, or the approval the round waits on (a person decides), whichever comes first."""
-    approvals = ApprovalsClient(client.nc, client.settings)
-    outcome = asyncio.create_task(client.wait_for_outcome(proposal, timeout=wait))
-    asked = asyncio.create_task(approvals.wait_for_request(proposal.release_id, proposal.content_digest, timeout=wait))
-    try:
-        done, _ = await asyncio.wait({outcome, asked}, return_when=asyncio.FIRST_COMPLETED)
-        if outcome in done or (view := asked.result()) is None or view.state != ApprovalState.PENDING:
-            return await outcome  # decided already, or no person asked for: the outcome, if it comes
-        return view
-    finally:
-        for task in (outcome, asked):
-            task.cancel()
 
 
 def _print_awaiting(view: ApprovalView, as_json: bool) -> None:
