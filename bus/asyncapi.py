@@ -412,6 +412,19 @@ def asyncapi_document(agents: Iterable[Any], settings: BusSettings) -> dict:
                     "handling fails, and dead-lettered on its last delivery.",
                     bindings={"nats": {"queue": consumer.durable, "bindingVersion": "0.1.0"}},
                 )
+        daemon = getattr(agent, "daemon", None)
+        for applier in daemon.appliers if daemon else ():
+            for channel in _on(known, applier.subject, applier.model, f"{agent.name} applies"):
+                operation(
+                    f"{agent.name}.applies.{channel.id}",
+                    "receive",
+                    channel,
+                    agent.name,
+                    f"{agent.name} applies {channel.id} to its state, read in order from stream `{applier.stream}`.",
+                    description=f"A daemon agent: its one active instance reads `{applier.stream}` (filter "
+                    f"`{applier.subject}`) from the position of its last checkpoint, with no durable consumer; "
+                    "the others stand by (bus/stateful).",
+                )
         sends = list(agent.produces)
         if agent.subscriptions:  # the runtime dead-letters what it cannot process
             sends.append((s.dead_letter(agent.name), DeadLetter))

@@ -286,7 +286,10 @@ class Agent:
             name=self.name,
             description=self.description,
             skills=self.skills,
-            consumes=[(s.subject, s.model) for s in self.subscriptions],
+            consumes=[
+                *((s.subject, s.model) for s in self.subscriptions),
+                *((a.subject, a.model) for a in (self.daemon.appliers if self.daemon else ())),
+            ],
             produces=self.produces,
             settings=self.settings,
             http_interfaces=self.http_interfaces,

@@ -91,10 +91,32 @@ def test_every_declared_subject_has_its_publishers_and_consumers(document, setti
         "security",
         "compliance",
         "coordinator",
+        "steward",  # a daemon agent: applies reviews to its state
     }
     schema = document["components"]["schemas"]["ReleaseProposed"]
     assert {"release_id", "service", "version"} <= set(schema["required"])
     assert document["components"]["messages"]["reviewSubmitted"]["headers"]["required"] == ["Nats-Msg-Id"]
+
+
+def test_a_daemon_agent_reads_what_it_applies_on_its_card_and_in_the_document(document, settings):
+    """A daemon agent has no durable consumer, yet every stream subject it applies to its state
+    is a receive operation of its own in the document and a `consumes` entry on its card."""
+    operations = document["operations"]
+    address = {cid: c["address"] for cid, c in document["channels"].items()}
+    daemons = [agent for agent in mesh_agents(settings) if agent.daemon is not None]
+    assert [agent.name for agent in daemons] == ["steward"]
+    for agent in daemons:
+        card = agent.card.to_wire()
+        consumes = {entry["subject"] for entry in card["capabilities"]["extensions"][0]["params"]["consumes"]}
+        for applier in agent.daemon.appliers:
+            assert applier.subject in consumes, applier.subject
+            mine = [
+                op
+                for key, op in operations.items()
+                if key.startswith(f"{agent.name}.applies.")
+                and _overlaps(applier.subject, address[op["channel"]["$ref"].rsplit("/", 1)[1]])
+            ]
+            assert mine and all(op["action"] == "receive" for op in mine), applier.subject
 
 
 def test_servers_are_named_without_credentials(document):
