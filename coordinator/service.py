@@ -349,6 +349,8 @@ def build_coordinator(
     agent.publishes(s.approval_verdicts, DecisionVerdict)
     agent.publishes(s.approval_timer_schedules, ApprovalTimer)
     agent.publishes(s.audit_records, AuditRecord)
+    # an outcome published by someone else's claim or before a crash is looked for first (`_outcome_stored`)
+    agent.reads_stream(s.outcomes_stream, s.rounds_decided, live=False)
     agent.writes_bucket(s.rounds_bucket)
     agent.writes_bucket(s.approvals_bucket)
     if settings.reviewer_discovery:
