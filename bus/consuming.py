@@ -29,7 +29,7 @@ from bus.card_builder import contract_name
 from bus.connect import inbox_of
 from bus.dead_letter_writer import DeadLetterWriter
 from bus.delivery import Delivery, Publish, Subscription
-from bus.errors import InvalidMessage
+from bus.errors import InvalidMessage, NotYet
 from bus.inflight import InFlight
 from bus.metrics import Metrics
 from bus.micro import Endpoint
@@ -173,6 +173,14 @@ class ConsumePath:
         except InvalidMessage as exc:
             await self._dead_letter(msg, log, error_type="invalid", error=str(exc))
             return str(exc)
+        except NotYet as exc:
+            if meta.num_delivered >= self.settings.max_deliver:
+                error = f"still not possible on delivery {meta.num_delivered}: {exc.reason}"
+                await self._dead_letter(msg, log, error_type="failed", error=error)
+                return error
+            log.info("⏸ not yet", reason=exc.reason, delay=round(exc.seconds, 3))
+            await msg.nack(delay=exc.seconds)
+            return f"not yet: {exc.reason}"
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
             error = f"{type(exc).__name__}: {exc}"
             if budget.expired():

@@ -6,6 +6,7 @@ MeshError
 ├── NatsUnreachable        a client could not connect: refused, timed out, or not authorized
 ├── ProvisioningError      a stream, consumer or bucket could not be made to match
 ├── InvalidMessage         a message failed to parse or validate: dead-letter, never retry
+├── NotYet                 a handler cannot finish a message yet: hand it back after a delay
 └── DaemonError            a daemon agent's state could not be kept (bus/stateful)
     ├── LeaseLost          another instance is active now: this one steps down to standby
     └── CheckpointUnreadable   the stored checkpoint cannot be decoded: nothing is applied until fixed
@@ -34,6 +35,16 @@ class ProvisioningError(MeshError):
 
 class InvalidMessage(MeshError):
     """The message can never be processed as it is; retrying would not help."""
+
+
+class NotYet(MeshError):
+    """The message cannot be finished now, but can after `seconds` (another holds what it needs
+    for a while): it is handed back then, not acked, and dead-lettered only on its last delivery."""
+
+    def __init__(self, reason: str, *, seconds: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
 
 
 class DaemonError(MeshError):

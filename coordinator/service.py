@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from nats.js.errors import NotFoundError
 
 from bus.directory import AgentDirectory
-from bus.errors import InvalidMessage
+from bus.errors import InvalidMessage, NotYet
 from bus.runtime import Agent, Delivery
 from bus.telemetry import Telemetry
 from contracts.approvals import (
@@ -56,6 +56,8 @@ class Coordinator:
         self.policy = Policy.parse(settings.policy)
         # How long an outcome's publisher may take before another handler may take over.
         self._lease = timedelta(seconds=settings.ack_wait_seconds + settings.publish_timeout_seconds)
+        # A publisher alive and well has published within one publish timeout of its claim.
+        self._overdue = timedelta(seconds=settings.publish_timeout_seconds)
         self.store: RoundStore | None = None
         self.directory: AgentDirectory | None = None
         self._reviewers: dict[str, tuple[float, tuple[list[str], list[str]]]] = {}  # event type -> (until, answer)
@@ -245,6 +247,13 @@ class Coordinator:
                 lambda r: r.claim_outcome(me, now=self.clock(), lease=self._lease),
             )
             if not claimed.changed:
+                held, now = claimed.round, self.clock()
+                since = held.publisher_since
+                if not held.outcome_published and since is not None and now - since >= self._overdue:
+                    # Its publisher is late: come back when the claim may be taken over. If it died
+                    # and its message was dead-lettered, nothing else about this round may arrive.
+                    left = (since + self._lease - now).total_seconds()
+                    raise NotYet(f"the outcome claimed by {held.publisher} is overdue", seconds=max(left, 0.0) + 1.0)
                 return
             round_ = claimed.round
             decided_now = False

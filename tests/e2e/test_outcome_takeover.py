@@ -25,6 +25,7 @@ from coordinator.store import RoundStore
 from tests.e2e.support import OutcomeTap, eventually, sample, stream_messages
 
 ACK_WAIT, PUBLISH_TIMEOUT = 2.0, 4.0  # a review comes between the two ends: after ack_wait alone
+# (a claim older than publish_timeout is overdue: a message finding it comes back at the lease's end)
 LEASE = timedelta(seconds=ACK_WAIT + PUBLISH_TIMEOUT)
 DEADLINE = 10.0  # the round's deadline, the next message about it, comes after the lease
 
@@ -46,7 +47,7 @@ async def settled(client, stream: str, durable: str, seq: int) -> bool:
     return (info.ack_floor.stream_seq or 0) >= seq and not (info.num_pending or info.num_ack_pending)
 
 
-async def open_round(make_settings, launch, client):
+async def open_round(make_settings, launch, client, *, deadline: float = DEADLINE):
     """A live coordinator (ack_wait 2 s, publish_timeout 4 s) and a round it opened: (settings, store, proposal)."""
     settings = make_settings(ack_wait_seconds=ACK_WAIT, publish_timeout_seconds=PUBLISH_TIMEOUT)
     await asyncio.to_thread(
@@ -55,7 +56,7 @@ async def open_round(make_settings, launch, client):
         ["coordinator"],
         reviewers="security,compliance",
         reviewer_discovery="false",
-        deadline_seconds=str(DEADLINE),
+        deadline_seconds=str(deadline),
     )
     store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
     proposal = sample("release_clean", release_id=f"rel-takeover-{uuid.uuid4().hex[:8]}")
@@ -186,3 +187,36 @@ async def test_another_coordinator_publishes_a_dead_claimants_outcome_once_after
         s.outcomes_stream, s.round_decided(proposal.release_id, proposal.content_digest)
     )
     assert last.time >= lease_ends, f"published {(lease_ends - last.time).total_seconds():.2f} s before the lease ended"
+
+
+async def test_a_message_finding_an_overdue_claim_comes_back_and_takes_it_over(make_settings, launch, client):
+    """With no other message about the round to come (its deadline is a minute away), a late
+    review that finds the outcome claimed, unpublished and overdue (older than publish_timeout)
+    is handed back rather than acked, and on its return after the lease takes the claim over:
+    the decided outcome is published once, no earlier than the lease allows, without waiting
+    for the deadline."""
+    settings, store, proposal = await open_round(make_settings, launch, client, deadline=60.0)
+    s = settings.subjects
+    async with OutcomeTap(settings.nats_url, s) as tap:
+        dead_claim = f"{s.reviews_stream}:999999"  # dead-lettered: it never comes back
+        decided = await die_after_deciding(store, proposal, review(proposal, "compliance", Verdict.REJECT), dead_claim)
+        lease_ends = decided.publisher_since + LEASE
+        overdue = decided.publisher_since + timedelta(seconds=PUBLISH_TIMEOUT + 0.5)
+        await asyncio.sleep((overdue - utc_now()).total_seconds())
+        ack = await publish_review(client, s, review(proposal, "security", Verdict.APPROVE))
+
+        taken = await eventually(lambda: marked_published(store, proposal), timeout=20)
+        assert taken is not None, "nobody took over the overdue claim before the deadline"
+        assert taken.publisher == f"{ack.stream}:{ack.seq}", taken.publisher  # the late review's return
+        assert await eventually(lambda: settled(client, s.reviews_stream, "coordinator-reviews", ack.seq), timeout=10)
+        await tap.nc.flush()
+        heard = tap.of(proposal.release_id)
+
+    assert len(heard) == 1, f"published {len(heard)} times"
+    outcome = RoundDecided.model_validate(heard[0])
+    assert_the_decided_outcome(outcome, decided)
+    last = await client.js.get_last_msg(
+        s.outcomes_stream, s.round_decided(proposal.release_id, proposal.content_digest)
+    )
+    assert last.time >= lease_ends, f"published {(lease_ends - last.time).total_seconds():.2f} s before the lease ended"
+    assert last.time < decided.deadline, "the deadline, not the returning review, published it"
