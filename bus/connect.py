@@ -61,12 +61,47 @@ def inbox_of(settings: BusSettings, name: str) -> str:
 
 
 def credential_kind(path: Path) -> str:
-    """nats-py's option for a credential file: an nkey seed (`SU…`) or a .creds file (JWT + seed)."""
+    """nats-py's option for a credential file: an nkey seed (`SU…`) or a .creds file (JWT + seed).
+
+    The file is checked here, because nats-py reads it only when the server asks, and then
+    fails with a traceback (a bad seed) or never returns (a .creds file without a JWT)."""
     try:
-        head = path.read_text(errors="replace").lstrip()[:2]
+        text = path.read_text(errors="replace")
     except OSError as exc:
         raise MeshError(f"MESH_NATS_CREDENTIALS: cannot read {path}: {exc.strerror}") from None
-    return "nkeys_seed" if head == "SU" else "user_credentials"
+    if text.lstrip().startswith("SU"):
+        if not _valid_seed(text.strip()):
+            raise MeshError(
+                f"MESH_NATS_CREDENTIALS: {path} starts like an nkey seed (SU…) but is not a valid one; "
+                "use the file `mesh identities generate` wrote, whole"
+            )
+        return "nkeys_seed"
+    jwt, seed = _creds_section(text, "NATS USER JWT"), _creds_section(text, "USER NKEY SEED")
+    if not jwt or not seed or not _valid_seed(seed):
+        raise MeshError(
+            f"MESH_NATS_CREDENTIALS: {path} is neither an nkey seed (one line, SU…) nor a .creds file "
+            "(a user JWT and its nkey seed, between -----BEGIN … lines, as `nsc generate creds` writes)"
+        )
+    return "user_credentials"
+
+
+def _creds_section(text: str, name: str) -> str | None:
+    """The first line after `-----BEGIN <name>-----`, as nats-py reads it; None when absent."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if f"BEGIN {name}" in line:
+            return lines[i + 1].strip() or None
+    return None
+
+
+def _valid_seed(seed: str) -> bool:
+    import nkeys
+
+    try:
+        nkeys.from_seed(bytearray(seed.encode())).wipe()
+    except Exception:  # noqa: BLE001 - nkeys raises several kinds for a malformed seed
+        return False
+    return True
 
 
 def tls_context(settings: BusSettings) -> ssl.SSLContext | None:
