@@ -3,11 +3,15 @@
 The mesh is the real one (`start_mesh`: an embedded nats-server, or a 3-node cluster for
 `--kill node`; the security, compliance and coordinator services as processes), configured as
 `mesh up` would be, except that the reviewers' model chain is pinned to `offline`. Kills are
-SIGKILLs (or, for `--kill freeze`, SIGSTOPs) at seeded random moments while proposals go out,
-each followed by a restart (a SIGCONT). The publisher retries each proposal (same
-`Nats-Msg-Id`) until NATS acknowledges it, the way a well-behaved producer would. At the end,
-every outcome in the outcomes stream is counted, and judged against what its release's content
-deserves (`bus.ops.chaos.proposals`, `bus.ops.chaos.tally.judge`).
+SIGKILLs (or, for `--kill freeze`, SIGSTOPs) while work is in flight — each after a seeded
+number of proposals has been acknowledged and while rounds are open (`bus.ops.chaos.schedule`),
+counting how many were (`bus.ops.chaos.strikes`) — each followed by a restart (a SIGCONT). The
+publisher retries each proposal (same `Nats-Msg-Id`) until NATS acknowledges it, the way a
+well-behaved producer would. A core-NATS subscriber hears every outcome publish during the run
+(`bus.ops.chaos.progress`). At the end, every outcome in the outcomes stream is counted, and
+judged against what its release's content deserves (`bus.ops.chaos.proposals`,
+`bus.ops.chaos.tally.judge`); duplicates are counted in the stream, in what the subscriber
+heard and in what the coordinators logged as published.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ import nats.errors
 
 from bus.client import MeshClient
 from bus.ops.chaos.faults import fault_for
+from bus.ops.chaos.memory import Memory, peak_rss, rss
+from bus.ops.chaos.progress import Progress
 from bus.ops.chaos.proposals import REVIEWERS, deserved, proposals
+from bus.ops.chaos.schedule import listen_until
 from bus.ops.chaos.steward import EffectWitness, StewardCheck, check_steward
-from bus.ops.chaos.tally import Tally, judge
+from bus.ops.chaos.strikes import Kill, kills_line, strike_in_flight, unfinished_rounds
+from bus.ops.chaos.tally import Tally, judge, published_in_logs
 from bus.ops.dead_letters import read_stream
 from bus.ops.launcher import RunningMesh, start_mesh
 from bus.ops.settings import MeshSettings
@@ -43,7 +51,7 @@ class ChaosPlan:
     proposals: int = 100
     kill: str = "reviewer"
     seed: int = 0
-    kills: int = 3
+    kills: int = 3  # each strikes while rounds are open (see bus/ops/chaos/schedule.py)
     rate: float = 50.0  # proposals per second; 0: all at once (a burst)
     downtime: tuple[float, float] = (0.5, 2.0)  # seconds a killed thing stays down
     freeze: str = "any"  # --kill freeze: reviewer | coordinator | any
@@ -53,6 +61,7 @@ class ChaosPlan:
     deadline: float = 60.0
     timeout: float | None = None  # wait for outcomes; default grows with N
     settle: float = 2.0  # after the last outcome, room for a wrong duplicate to show up
+    through_deadlines: bool = False  # and listen until every round's deadline has fired
     log_level: str = "INFO"  # of the services
 
     @property
@@ -69,16 +78,9 @@ class ChaosPlan:
 
 
 @dataclass
-class Memory:
-    before: int = 0
-    after: int = 0
-    peak: int = 0
-
-
-@dataclass
 class ChaosReport:
     tally: Tally
-    kills: list[str] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)  # in order; each says how many rounds were open
     outcomes: list[RoundDecided] = field(default_factory=list)  # of our proposals, as stored
     wrong: list[str] = field(default_factory=list)  # `release_id: why`, one per wrong outcome
     memory: dict[str, Memory] = field(default_factory=dict)
@@ -87,6 +89,15 @@ class ChaosReport:
     max_ack_pending: int = 0
     elapsed: float = 0.0
     steward: StewardCheck | None = None  # `--kill steward`: its state against a replay
+
+    @property
+    def idle_kills(self) -> list[Kill]:
+        """Kills that hit nothing: no round open, or nothing to kill."""
+        return [kill for kill in self.kills if kill.idle]
+
+    def kills_line(self) -> str:
+        """`kills=2 idle=0 open_rounds=3,1 open_in_kv=2,-` (see `strikes.kills_line`)."""
+        return kills_line(self.kills)
 
 
 def chaos_settings(settings: MeshSettings, plan: ChaosPlan) -> MeshSettings:
@@ -140,21 +151,48 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
     witness = EffectWitness()
     if plan.kill == "steward":
         await witness.start(client.nc, settings.subjects.history)
+    progress = Progress(total=len(made))
+    await progress.listen(client.nc, settings.subjects.outcomes)
     t0 = time.monotonic()
     chaos: asyncio.Task | None = None
     try:
-        window = max(plan.proposals / plan.rate if plan.rate else 10.0, plan.kills * 2.5)
-        chaos = asyncio.create_task(_kill_repeatedly(fault, plan, rng, window, t0, report, say)) if fault else None
-        proposed = await _propose_all(client, plan, made)
+        if fault:
+            chaos = asyncio.create_task(
+                strike_in_flight(
+                    fault,
+                    kills=plan.kills,
+                    downtime=plan.downtime,
+                    rng=rng,
+                    progress=progress,
+                    t0=t0,
+                    struck=report.kills,
+                    say=say,
+                    # With NATS (or a node) down there is no KV to read; a read just before would delay the kill.
+                    open_in_kv=None
+                    if plan.kill in ("nats", "node")
+                    else lambda: unfinished_rounds(client.js, settings.subjects.rounds_bucket),
+                )
+            )
+        proposed = await _propose_all(client, plan, made, progress)
         say(f"proposed {len(proposed)} releases in {time.monotonic() - t0:.1f} s")
         await _wait_for_outcomes(client, plan, len(proposed), report, t0)
+        progress.end()  # a kill still waiting strikes now: an idle one
         if chaos:
             await chaos
-        await asyncio.sleep(plan.settle)
+        until = listen_until(
+            progress.last_heard or time.monotonic(),
+            settle=plan.settle,
+            deadline=plan.deadline,
+            through_deadlines=plan.through_deadlines,
+        )
+        if plan.through_deadlines:
+            say(f"listening {max(until - time.monotonic(), 0):.1f} s more, until every round's deadline has fired")
+        await asyncio.sleep(max(until - time.monotonic(), 0.0))
         for service in mesh.services:
             memory = report.memory.setdefault(_label(service, mesh), Memory())
             memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
-        await _count_through_elections(client, proposed, truth, report)
+        published = _published(mesh, plan)
+        await _count_through_elections(client, proposed, truth, report, heard=progress.heard, published=published)
         if plan.kill == "steward":
             report.steward = await check_steward(client.js, settings, witness)
         report.elapsed = time.monotonic() - t0
@@ -166,8 +204,11 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
         await client.close()
 
 
-async def _propose_all(client: MeshClient, plan: ChaosPlan, made: list[ReleaseProposed]) -> dict[str, float]:
-    """Send every proposal (retrying through outages); release id → wall time it was first sent."""
+async def _propose_all(
+    client: MeshClient, plan: ChaosPlan, made: list[ReleaseProposed], progress: Progress
+) -> dict[str, float]:
+    """Send every proposal (retrying through outages), telling `progress` of each PubAck;
+    release id → wall time it was first sent."""
     proposed: dict[str, float] = {}
     in_flight = asyncio.Semaphore(64)
     loop = asyncio.get_running_loop()
@@ -178,6 +219,7 @@ async def _propose_all(client: MeshClient, plan: ChaosPlan, made: list[ReleasePr
             while True:
                 try:
                     await client.propose(proposal)
+                    progress.proposal_published(proposal.release_id)
                     return
                 except Exception:  # noqa: BLE001 - NATS away or electing a leader: same id, try again
                     await asyncio.sleep(0.25)
@@ -190,20 +232,6 @@ async def _propose_all(client: MeshClient, plan: ChaosPlan, made: list[ReleasePr
         tasks.append(asyncio.create_task(send(proposal)))
     await asyncio.gather(*tasks)
     return proposed
-
-
-async def _kill_repeatedly(fault, plan: ChaosPlan, rng: random.Random, window: float, t0: float, report, say) -> None:
-    moments = sorted(rng.uniform(0.5, window) for _ in range(plan.kills))
-    for moment in moments:
-        await asyncio.sleep(max(0.0, t0 + moment - time.monotonic()))
-        what = await asyncio.to_thread(fault.kill, rng)
-        try:
-            down = rng.uniform(*plan.downtime)
-            report.kills.append(f"t={time.monotonic() - t0:.1f}s {what}, down {down:.1f} s")
-            say(report.kills[-1])
-            await asyncio.sleep(down)
-        finally:  # also when the run ends early: a SIGSTOP always gets its SIGCONT
-            await asyncio.to_thread(fault.restart)
 
 
 async def _wait_for_outcomes(
@@ -230,12 +258,14 @@ async def _count_through_elections(
     truth: dict[str, Outcome],
     report: ChaosReport,
     *,
+    heard: dict[str, int],
+    published: dict[str, int] | None,
     attempts: int = 30,
 ) -> None:
     """Count, retrying while a restarted node's streams elect leaders (API calls time out then)."""
     for attempt in range(attempts):
         try:
-            return await _count(client, proposed, truth, report)
+            return await _count(client, proposed, truth, report, heard=heard, published=published)
         except (TimeoutError, nats.errors.Error):  # JetStream API errors derive from nats.errors.Error
             if attempt == attempts - 1:
                 raise
@@ -244,7 +274,13 @@ async def _count_through_elections(
 
 
 async def _count(
-    client: MeshClient, proposed: dict[str, float], truth: dict[str, Outcome], report: ChaosReport
+    client: MeshClient,
+    proposed: dict[str, float],
+    truth: dict[str, Outcome],
+    report: ChaosReport,
+    *,
+    heard: dict[str, int],
+    published: dict[str, int] | None,
 ) -> None:
     s = client.settings.subjects
     stored, outcomes, wrong = [], [], []
@@ -258,8 +294,24 @@ async def _count(
         if why:
             wrong.append(f"{outcome.release_id}: {why}")
     dead = (await client.js.stream_info(s.dead_letter_stream)).state.messages
-    report.tally = Tally.count(proposed, stored, dead_lettered=dead, wrong=len(wrong))
+    report.tally = Tally.count(
+        proposed, stored, dead_lettered=dead, wrong=len(wrong), heard=dict(heard), published=published
+    )
     report.outcomes, report.wrong = outcomes, wrong
+
+
+def _published(mesh: RunningMesh, plan: ChaosPlan) -> dict[str, int] | None:
+    """Outcome publishes per release, as the coordinators logged them (every incarnation: a
+    restart appends to the same log); None when their log level hides the `info` lines."""
+    if plan.log_level.upper() not in ("DEBUG", "INFO"):
+        return None
+    logs = {s.log_path for s in mesh.services if s.name == "coordinator" and s.log_path}
+    found: dict[str, int] = {}
+    for path in logs:
+        with open(path, errors="replace") as lines:
+            for release_id, n in published_in_logs(lines).items():
+                found[release_id] = found.get(release_id, 0) + n
+    return found
 
 
 def _services(plan: ChaosPlan) -> list[str]:
@@ -269,23 +321,3 @@ def _services(plan: ChaosPlan) -> list[str]:
 def _label(service, mesh: RunningMesh) -> str:
     same = [s for s in mesh.services if s.name == service.name]
     return service.name if len(same) == 1 else f"{service.name}#{same.index(service) + 1}"
-
-
-def _status(pid: int | None, field_name: str) -> int:
-    """A `VmRSS`/`VmHWM` figure of a live process, in bytes (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, TypeError):
-        pass
-    return 0
-
-
-def rss(pid: int | None) -> int:
-    return _status(pid, "VmRSS")
-
-
-def peak_rss(pid: int | None) -> int:
-    return _status(pid, "VmHWM")

@@ -2,13 +2,18 @@
 a wrong one, how fast.
 
 Pure functions of what was proposed (release id → when it was first sent, and the outcome its
-content deserves) and what the outcomes stream holds, tested without a broker.
+content deserves) and of three views of the outcomes: what the outcomes stream holds (after its
+dedupe), what a core-NATS subscriber heard during the run (every publish, duplicates included)
+and what the coordinators' logs say they published. A duplicate in any view is a duplicate:
+a consumer would have seen it. Tested without a broker.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from contracts.outcomes import Outcome, RoundDecided
@@ -45,20 +50,50 @@ def judge(outcome: RoundDecided, deserved: Outcome) -> str | None:
     return f"{outcome.outcome.value} with every expected reviewer answering; the rules say {deserved.value}"
 
 
+def published_in_logs(lines: Iterable[str]) -> Counter[str]:
+    """Release id → how many times a coordinator's log says it published that release's outcome
+    (JSON lines, `"event": "outcome published"`, the release as `correlation_id`). A publisher
+    SIGKILLed between its PubAck and its log line leaves no line: a floor, like `heard`."""
+    found: Counter[str] = Counter()
+    for line in lines:
+        if '"outcome published"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a SIGKILL
+        if record.get("event") == "outcome published" and record.get("correlation_id"):
+            found[record["correlation_id"]] += 1
+    return found
+
+
 @dataclass(frozen=True)
 class Tally:
     proposals: int
-    outcomes: int  # outcome messages for our proposals (a duplicate counts twice)
-    lost: int  # proposals with no outcome
-    duplicated: int  # outcome messages beyond the first for a proposal
+    outcomes: int  # outcome messages for our proposals in the stream (a duplicate counts twice)
+    lost: int  # proposals with no outcome in the stream
+    duplicated: int  # outcome messages beyond the first for a proposal, in whichever view shows most
     dead_lettered: int
     wrong: int = 0  # outcome messages that contradict their release's content (see `judge`)
+    heard: int = 0  # outcome messages for our proposals a core-NATS subscriber heard
+    published: int | None = None  # ... the coordinators' logs say they published (None: not logged)
     latencies: list[float] = field(default_factory=list, repr=False)  # seconds, proposal → first outcome
 
     @classmethod
     def count(
-        cls, proposed: dict[str, float], outcomes: list[tuple[str, float]], *, dead_lettered: int, wrong: int = 0
+        cls,
+        proposed: dict[str, float],
+        outcomes: list[tuple[str, float]],
+        *,
+        dead_lettered: int,
+        wrong: int = 0,
+        heard: Mapping[str, int] | None = None,
+        published: Mapping[str, int] | None = None,
     ) -> Tally:
+        """`outcomes` are (release id, stored at) as the stream holds them; `heard` and
+        `published` count outcome messages per release id as a subscriber heard them and as the
+        coordinators logged them. A release's duplicates are its count beyond one in the view
+        that has most of it."""
         per_release: Counter[str] = Counter()
         first: dict[str, float] = {}
         for release_id, stored_at in outcomes:
@@ -66,13 +101,17 @@ class Tally:
                 continue  # not ours
             per_release[release_id] += 1
             first[release_id] = min(stored_at, first.get(release_id, stored_at))
+        views = [per_release, heard or {}, published or {}]
+        most = {r: max(view.get(r, 0) for view in views) for r in proposed}
         return cls(
             proposals=len(proposed),
             outcomes=sum(per_release.values()),
             lost=sum(1 for release_id in proposed if release_id not in per_release),
-            duplicated=sum(n - 1 for n in per_release.values()),
+            duplicated=sum(n - 1 for n in most.values() if n > 1),
             dead_lettered=dead_lettered,
             wrong=wrong,
+            heard=sum(n for r, n in (heard or {}).items() if r in proposed),
+            published=None if published is None else sum(n for r, n in published.items() if r in proposed),
             latencies=[max(first[r] - proposed[r], 0.0) for r in first],
         )
 
@@ -90,12 +129,15 @@ class Tally:
         return percentile(self.latencies, 99)
 
     def line(self) -> str:
-        """`proposals=N outcomes=N lost=0 duplicated=0 dead_lettered=K p50=0.412s p99=2.310s`"""
+        """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N
+        p50=0.412s p99=2.310s` (one line)"""
 
         def seconds(value: float | None) -> str:
             return "-" if value is None else f"{value:.3f}s"
 
+        published = "-" if self.published is None else str(self.published)
         return (
             f"proposals={self.proposals} outcomes={self.outcomes} lost={self.lost} duplicated={self.duplicated} "
-            f"wrong={self.wrong} dead_lettered={self.dead_lettered} p50={seconds(self.p50)} p99={seconds(self.p99)}"
+            f"wrong={self.wrong} dead_lettered={self.dead_lettered} heard={self.heard} published={published} "
+            f"p50={seconds(self.p50)} p99={seconds(self.p99)}"
         )

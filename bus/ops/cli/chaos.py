@@ -45,7 +45,18 @@ def chaos(
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of the kill moments and victims: the same seed, the same run.")
     ] = 0,
-    kills: Annotated[int, typer.Option(min=0, help="How many kills (each followed by a restart).")] = 3,
+    kills: Annotated[
+        int,
+        typer.Option(
+            min=0, help="How many kills (each followed by a restart), each while rounds are open (work in flight)."
+        ),
+    ] = 3,
+    allow_idle_kills: Annotated[
+        bool,
+        typer.Option(
+            "--allow-idle-kills", help="Do not fail the run when a kill hit nothing (no round open, nothing to kill)."
+        ),
+    ] = False,
     rate: Annotated[
         float, typer.Option(min=0, help="Proposals per second; 0 sends them all at once (a burst).")
     ] = 50.0,
@@ -54,22 +65,43 @@ def chaos(
     timeout: Annotated[
         float | None, typer.Option(callback=positive, help="Seconds to wait for the outcomes (default grows with N).")
     ] = None,
+    through_deadlines: Annotated[
+        bool,
+        typer.Option(
+            "--through-deadlines",
+            help="After the last outcome, keep listening until every round's deadline has fired (up to --deadline "
+            "+ 2 s more): a deadline reaching a round long decided must publish nothing. Pair with a short --deadline.",
+        ),
+    ] = False,
     rss: Annotated[bool, typer.Option("--rss", help="Also print each service's memory before and after.")] = False,
     log_level: Annotated[
         str, typer.Option(help="Log level of the services (their logs go to MESH_HOME/chaos/logs).")
     ] = "INFO",
 ) -> None:
-    """Start a mesh, propose N releases while killing what you name at random moments
-    (restarting it each time), wait for the outcomes, and print one line:
+    """Start a mesh, propose N releases while killing what you name (restarting it each time),
+    wait for the outcomes, and print two lines:
 
-    `proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K p50=… p99=…`
+    `kills=K idle=0 open_rounds=3,1,… open_in_kv=2,1,…`
+    `proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N p50=… p99=…`
+
+    Each kill strikes while work is in flight: after a seeded number of proposals has been
+    acknowledged, and only while some of them have no outcome yet (after a restart, only once the
+    mesh has decided something again). `open_rounds` says how many had none at each kill (as the
+    run counts them), `open_in_kv` how many rounds the rounds KV held unfinished just after it
+    (`-` with NATS down). A kill that hit nothing — no round open, or nothing to kill — is
+    `idle`, and fails the run unless --allow-idle-kills.
+
+    Outcomes are counted three ways: `outcomes` in the outcomes stream (after its dedupe),
+    `heard` by a core-NATS subscriber during the run (every publish, as a consumer would get
+    it), `published` in the coordinators' logs. `duplicated` counts outcomes beyond the first
+    for a release in whichever of the three shows most.
 
     One release in four is risky (a committed AWS or Stripe key, a customer-facing change
     without a changelog entry); each outcome is judged against what the offline rules and the
     policy say its content deserves. `wrong` counts outcomes that contradict it: an approval of
     what the rules reject, a round decided with nobody expected, or a blocked/escalated clean
     release whose reviewers all answered (failing closed after a missed deadline is right).
-    Exits 0 only when nothing was lost, duplicated or wrong.
+    Exits 0 only when nothing was lost, duplicated or wrong and no kill was idle.
 
     `--kill freeze` SIGSTOPs a reviewer or the coordinator (`--freeze`) for `--freeze-for`
     seconds, then SIGCONTs it: alive and connected but silent, past its heartbeat TTL.
@@ -79,7 +111,12 @@ def chaos(
     its streams, effects once) and exits 1 unless all of that holds. It always runs its own embedded NATS (data in MESH_HOME/chaos), never yours, with
     the reviewers on their offline rules.
 
+    `--through-deadlines` keeps listening after the last outcome until every round's deadline
+    has fired on its long-decided round (which must publish nothing); pair it with a short
+    `--deadline`.
+
     Examples: `mesh chaos --proposals 500 --kill nats --seed 7`,
+    `mesh chaos --kill coordinator --deadline 6 --through-deadlines`,
     `mesh chaos --kill freeze --freeze reviewer --freeze-for 30 --deadline 20`
     """
     if kill not in KINDS:
@@ -102,6 +139,7 @@ def chaos(
         replicas=replicas,
         deadline=deadline,
         timeout=timeout,
+        through_deadlines=through_deadlines,
         log_level=log_level,
         freeze=freeze,
         freeze_for=freeze_for,
@@ -127,8 +165,16 @@ def chaos(
     if len(report.wrong) > SHOWN_WRONG:
         say(f"wrong: … and {len(report.wrong) - SHOWN_WRONG} more")
     say(f"done in {report.elapsed:.1f} s")
+    idle = len(report.idle_kills)
+    if idle and not allow_idle_kills:
+        say(
+            f"{idle} of {len(report.kills)} kills hit no work in flight (no round open, or nothing to kill): "
+            "send more --proposals or lower the --rate so rounds overlap the kills, or pass --allow-idle-kills"
+        )
     if report.steward is not None:
         typer.echo(report.steward.line(kills=len(report.kills)))
+    typer.echo(report.kills_line())
     typer.echo(report.tally.line())
-    if not report.tally.ok or (report.steward is not None and not report.steward.ok):
+    failed = not report.tally.ok or (idle and not allow_idle_kills)
+    if failed or (report.steward is not None and not report.steward.ok):
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bus.ops.chaos.faults import fault_for
-from bus.ops.chaos.tally import Tally, judge, percentile
+from bus.ops.chaos.tally import Tally, judge, percentile, published_in_logs
 from contracts.outcomes import Outcome, RoundDecided
 
 BLOCKED, APPROVED, ESCALATED = Outcome.BLOCKED, Outcome.APPROVED, Outcome.ESCALATED
@@ -37,10 +37,46 @@ def test_outcomes_of_releases_we_did_not_propose_are_ignored():
 
 
 def test_the_line_has_the_documented_shape():
-    """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K p50=… p99=…`"""
-    line = Tally.count({"a": 0.0, "b": 0.0}, [("a", 0.25), ("b", 1.5)], dead_lettered=1).line()
-    assert line == "proposals=2 outcomes=2 lost=0 duplicated=0 wrong=0 dead_lettered=1 p50=0.250s p99=1.500s"
-    assert Tally.count({"a": 0.0}, [], dead_lettered=0).line().endswith("p50=- p99=-")
+    """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N p50=… p99=…`"""
+    counted = Tally.count(
+        {"a": 0.0, "b": 0.0}, [("a", 0.25), ("b", 1.5)], dead_lettered=1, heard={"a": 1, "b": 1}, published={"a": 1}
+    )
+    assert counted.line() == (
+        "proposals=2 outcomes=2 lost=0 duplicated=0 wrong=0 dead_lettered=1 heard=2 published=1 p50=0.250s p99=1.500s"
+    )
+    assert Tally.count({"a": 0.0}, [], dead_lettered=0).line().endswith("heard=0 published=- p50=- p99=-")
+
+
+@pytest.mark.parametrize(
+    ("stored", "heard", "published", "duplicated"),
+    [
+        ([("a", 1.0)], {"a": 1}, {"a": 1}, 0),  # one outcome in every view
+        ([("a", 1.0)], {"a": 3}, {"a": 1}, 2),  # the stream deduped two publishes a subscriber heard
+        ([("a", 1.0)], {"a": 1}, {"a": 2}, 1),  # the coordinator logged a second publish nobody heard
+        ([("a", 1.0), ("a", 2.0)], {"a": 1}, {"a": 1}, 1),  # stored twice (a new message id)
+        ([("a", 1.0)], {}, None, 0),  # a subscriber that heard nothing (NATS down) adds nothing
+        ([("a", 1.0)], {"a": 2, "zz": 5}, None, 1),  # other releases' outcomes are not ours
+    ],
+)
+def test_a_duplicate_in_any_view_is_a_duplicate(stored, heard, published, duplicated):
+    """Per release, outcomes beyond the first in the view that shows most: the stream (after its
+    dedupe), a core-NATS subscriber (every publish) or the coordinators' logs."""
+    tally = Tally.count({"a": 0.0}, stored, dead_lettered=0, heard=heard, published=published)
+    assert tally.duplicated == duplicated
+    assert tally.ok is (duplicated == 0)
+
+
+def test_publishes_are_read_from_the_coordinators_json_log_lines():
+    """Each `outcome published` line counts once for its correlation id; other events, other
+    services' lines and a line cut short by a SIGKILL count for nothing."""
+    lines = [
+        '{"service": "coordinator", "correlation_id": "chaos-5-00001", "event": "outcome published", "level": "info"}',
+        '{"service": "coordinator", "correlation_id": "chaos-5-00001", "event": "outcome published", "level": "info"}',
+        '{"service": "coordinator", "correlation_id": "chaos-5-00002", "event": "review counted", "level": "debug"}',
+        '{"service": "coordinator", "correlation_id": "chaos-5-00003", "event": "outcome publ',
+        "Traceback (most recent call last):",
+    ]
+    assert published_in_logs(lines) == {"chaos-5-00001": 2}
 
 
 @pytest.mark.parametrize(("q", "expected"), [(50, 50), (99, 99), (100, 100), (1, 1)])
