@@ -4,8 +4,9 @@ Every message a service handles passes through `Telemetry.consuming` (around its
 parse to ack), and every message it publishes through `Telemetry.publishing` (around the publish
 and its PubAck wait; it gives the headers to send, such as a W3C `traceparent`). In between,
 the runtime and the handlers describe what happened on the current span: `received` (the
-parsed message: release id, revision), `span` (a step of its own, like a KV compare-and-set or a
-dead letter), `event`, `annotate`, `failed`; and `trace_id` puts the flow's trace id on the wire.
+parsed message: release id, revision), `span` (a step of its own, like a dead letter), `event`
+(a moment of the current span: a KV compare-and-set, a deadline firing), `annotate`, `failed`;
+and `trace_id` puts the flow's trace id on the wire.
 
 This default does nothing: no span, no header, no SDK object; `bus.tracing.TracingTelemetry`
 (OpenTelemetry, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) replaces it through

@@ -13,13 +13,16 @@ change of a round it just wrote skips the read: the write is still a compare-and
 revision, and if anyone else wrote since, it fails and the round is re-read. A transition
 that finds nothing to do is only believed on a freshly read round.
 
-With tracing on, each `mutate` is a `kv.update <bucket>` span under the message's span, with
-how many compare-and-set attempts it took (`mesh.kv.attempts`) and what it did.
+With tracing on, each `mutate` is a `kv.update <bucket>` event on the message's span, when it
+ended: how many compare-and-set attempts it took (`mesh.kv.attempts`), how long (`mesh.kv.seconds`,
+the wait for the round's turn included) and what it did. An event, not a span of its own: spans
+are what tracing costs, and a proposal makes four of these.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
@@ -84,17 +87,17 @@ class RoundStore:
         key = round_key(release_id, digest)
         turn = self._turns.setdefault(key, asyncio.Lock())
         self._waiting[key] += 1
+        started = time.perf_counter()
         try:
-            with self._telemetry.span(self._span):
-                async with turn:
-                    return await self._mutate(key, release_id, digest, transition, likely_new)
+            async with turn:
+                return await self._mutate(key, release_id, digest, transition, likely_new, started)
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:
                 del self._waiting[key], self._turns[key]
 
     async def _mutate(
-        self, key: str, release_id: str, digest: str, transition: Transition, likely_new: bool
+        self, key: str, release_id: str, digest: str, transition: Transition, likely_new: bool, started: float
     ) -> Mutation:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             remembered = self._written.pop(key, None)  # taken: a concurrent change reads instead
@@ -110,7 +113,7 @@ class RoundStore:
             if not transition(round_):
                 if remembered is not None:
                     continue  # "nothing to do" may be stale: ask the bucket
-                return self._did(Mutation(round_, changed=False, decided=False), key, attempt, revision)
+                return self._did(Mutation(round_, changed=False, decided=False), key, attempt, revision, started)
             data = round_.model_dump_json().encode()
             if len(data) > COMPACT_FROM_BYTES and round_.compact():
                 data = round_.model_dump_json().encode()
@@ -126,21 +129,25 @@ class RoundStore:
                 if len(self._written) > self._remember:
                     self._written.popitem(last=False)
             decided = not was_decided and round_.state == RoundState.DECIDED
-            return self._did(Mutation(round_, changed=True, decided=decided), key, attempt, revision)
-        self._telemetry.annotate({"mesh.kv.attempts": _MAX_ATTEMPTS})
+            return self._did(Mutation(round_, changed=True, decided=decided), key, attempt, revision, started)
+        self._telemetry.event(
+            self._span, {"mesh.kv.attempts": _MAX_ATTEMPTS, "mesh.kv.seconds": round(time.perf_counter() - started, 6)}
+        )
         raise RoundConflict(f"round {release_id!r} changed {_MAX_ATTEMPTS} times while we tried to update it")
 
-    def _did(self, mutation: Mutation, key: str, attempts: int, revision: int | None) -> Mutation:
+    def _did(self, mutation: Mutation, key: str, attempts: int, revision: int | None, started: float) -> Mutation:
         if self._telemetry.traces:  # no attributes built for the no-op
-            self._telemetry.annotate(
+            self._telemetry.event(
+                self._span,
                 {
                     "mesh.kv.key": key,
                     "mesh.kv.attempts": attempts,
+                    "mesh.kv.seconds": round(time.perf_counter() - started, 6),
                     "mesh.kv.revision": revision or 0,
                     "mesh.kv.changed": mutation.changed,
                     "mesh.round.state": mutation.round.state.value,
                     "mesh.round.decided": mutation.decided,
-                }
+                },
             )
         return mutation
 

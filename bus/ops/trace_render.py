@@ -6,9 +6,10 @@ spans came from the mesh's own trace store or from Jaeger's API v3 (both speak O
     ├─ coordinator  kv.create round                       +1.2 ms   1.0 ms  ok
     └─ security  receive mesh.events.release.proposed     +0.9 ms   9.4 ms  ok  verdict=approve
 
-A child sits under its parent, children by start; a span whose parent is not there (not
-exported yet, or from a process that exports nowhere) is shown at the top with `⋯`. Pure: no
-I/O, so it is tested on a fixed document.
+A child sits under its parent, children by start; a span's events (the coordinator's KV
+compare-and-set, a deadline firing) sit among its children at their moment, marked `·`. A span
+whose parent is not there (not exported yet, or from a process that exports nowhere) is shown at
+the top with `⋯`. Pure: no I/O, so it is tested on a fixed document.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from typing import Any
 ORPHAN = "⋯ "
 _STATUS = {"1": "ok", "STATUS_CODE_OK": "ok", "2": "error", "STATUS_CODE_ERROR": "error"}
 _FACTS = ("mesh.reviewer", "mesh.verdict", "mesh.outcome")  # shown as reviewer=…, verdict=…, outcome=…
+
+
+@dataclass
+class Event:
+    name: str
+    time_ns: int
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Span:
     status: str = "unset"  # ok, error or unset
     status_message: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:
@@ -65,6 +74,10 @@ def spans_of(document: dict[str, Any]) -> list[Span]:
                     status=_STATUS.get(str(status.get("code", "")), "unset"),
                     status_message=status.get("message", ""),
                     attributes=_attributes(raw),
+                    events=[
+                        Event(e.get("name", ""), int(e.get("timeUnixNano") or 0), _attributes(e))
+                        for e in raw.get("events", [])
+                    ],
                 )
                 found[(span.trace_id, span.span_id)] = span  # a batch exported twice counts once
     return list(found.values())
@@ -125,6 +138,17 @@ def key_attributes(span: Span, *, release_id: str | None = None) -> list[str]:
     return shown
 
 
+def event_attributes(event: Event) -> list[str]:
+    """What an event's line shows: its `mesh.*` facts (a KV update's attempts, state, decided)."""
+    shown = []
+    for key, value in event.attributes.items():
+        if key.startswith("mesh.") and key not in ("mesh.kv.key", "mesh.kv.seconds"):
+            shown.append(f"{key.removeprefix('mesh.').removeprefix('kv.').removeprefix('round.')}={_short(value)}")
+        elif key == "error.type":
+            shown.append(f"error={value}")
+    return shown
+
+
 def _short(value: Any, width: int = 40) -> str:
     text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -142,26 +166,36 @@ def render(spans: list[Span], *, release_id: str | None = None, revision: str | 
     if revision:
         header += f"  revision {revision}"
     header += f"  {len(spans)} spans  {(end - start) / 1e6:.1f} ms"
-    rows: list[tuple[str, Span]] = []
+    rows: list[tuple[str, Span | Event]] = []
     for root in build_tree(spans):
         _walk(root, ORPHAN if root.orphan else "", "", rows)
     width = min(max(len(label) for label, _ in rows), 90)
     lines = [header]
-    for label, span in rows:
-        status = "ERROR" if span.status == "error" else "ok"  # unset is how most successful spans end
-        timing = f"{(span.start_ns - start) / 1e6:+9.1f} ms {span.duration_ms:8.1f} ms  {status:<5}"
-        attributes = "  ".join(key_attributes(span, release_id=release_id))
+    for label, item in rows:
+        if isinstance(item, Event):
+            timing = f"{(item.time_ns - start) / 1e6:+9.1f} ms {'':11}  {'':<5}"
+            lines.append(f"{label:<{width}}  {timing}  {'  '.join(event_attributes(item))}".rstrip())
+            continue
+        status = "ERROR" if item.status == "error" else "ok"  # unset is how most successful spans end
+        timing = f"{(item.start_ns - start) / 1e6:+9.1f} ms {item.duration_ms:8.1f} ms  {status:<5}"
+        attributes = "  ".join(key_attributes(item, release_id=release_id))
         lines.append(f"{label:<{width}}  {timing}  {attributes}".rstrip())
     if any(label.startswith(ORPHAN) for label, _ in rows):
         lines.append(f"{ORPHAN}parent span not in this trace (not exported, or not yet)")
     return lines
 
 
-def _walk(node: Node, prefix: str, indent: str, rows: list[tuple[str, Span]]) -> None:
+def _walk(node: Node, prefix: str, indent: str, rows: list[tuple[str, Span | Event]]) -> None:
     rows.append((f"{prefix}{node.span.service}  {node.span.name}", node.span))
-    for i, child in enumerate(node.children):
-        last = i == len(node.children) - 1
-        _walk(child, indent + ("└─ " if last else "├─ "), indent + ("   " if last else "│  "), rows)
+    below: list[Node | Event] = [*node.children, *(e for e in node.span.events if e.name != "exception")]
+    below.sort(key=lambda item: item.time_ns if isinstance(item, Event) else item.span.start_ns)
+    for i, item in enumerate(below):
+        last = i == len(below) - 1
+        branch, more = indent + ("└─ " if last else "├─ "), indent + ("   " if last else "│  ")
+        if isinstance(item, Event):
+            rows.append((f"{branch}· {item.name}", item))
+        else:
+            _walk(item, branch, more, rows)
 
 
 def as_json(spans: list[Span]) -> dict[str, Any]:
@@ -185,6 +219,10 @@ def as_json(spans: list[Span]) -> dict[str, Any]:
                 "status": s.status,
                 "status_message": s.status_message or None,
                 "attributes": s.attributes,
+                "events": [
+                    {"name": e.name, "offset_ms": round((e.time_ns - start) / 1e6, 3), "attributes": e.attributes}
+                    for e in s.events
+                ],
             }
         )
         for child in node.children:

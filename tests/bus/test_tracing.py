@@ -46,6 +46,16 @@ def only(exporter: InMemorySpanExporter, name: str):
     return found[0]
 
 
+async def ended(exporter: InMemorySpanExporter, name: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until `count` spans called `name` have ended (a process span ends after its ack)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(named(exporter, name)) < count:
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"{name}: {[s.name for s in exporter.get_finished_spans()]}"
+        )
+        await asyncio.sleep(0.02)
+
+
 def is_child(child, parent) -> bool:
     return child.parent is not None and child.parent.span_id == parent.context.span_id
 
@@ -82,7 +92,7 @@ async def test_one_trace_runs_from_the_proposal_through_a_handlers_publish_to_th
     async with agent.running(), await MeshClient.connect(settings, telemetry=telemetry) as client:
         await client.propose(proposal("rel-t1"))
         await asyncio.wait_for(done.wait(), 10)
-        await asyncio.sleep(0.2)  # the last process span ends after its ack
+        await ended(exporter, f"process {s.namespace}.reviews.release.*")  # the last span ends after its ack
 
     sent = only(exporter, f"send {s.release_proposed}")
     processed = only(exporter, f"process {s.release_proposed}")
@@ -128,7 +138,7 @@ async def test_an_invalid_message_shows_a_failed_span_and_its_dead_letter(make_s
     async with agent.running():
         await publish_raw(settings, s.release_proposed, b"{not json")
         assert len(await dead_letters(settings, expect=1)) == 1
-        await asyncio.sleep(0.2)
+        await ended(exporter, f"process {s.release_proposed}")
     nc = await nats.connect(settings.nats_url)
     try:
         stored = await nc.jetstream().get_msg(s.dead_letter_stream, 1)
@@ -161,7 +171,7 @@ async def test_each_delivery_of_a_failing_message_is_a_failed_span_under_the_sam
     async with agent.running(), await MeshClient.connect(settings, telemetry=telemetry) as client:
         await client.propose(proposal("rel-t3"))
         assert len(await dead_letters(settings, expect=1, timeout=15)) == 1
-        await asyncio.sleep(0.2)
+        await ended(exporter, f"process {s.release_proposed}", count=2)
 
     sent = only(exporter, f"send {s.release_proposed}")
     deliveries = sorted(named(exporter, f"process {s.release_proposed}"), key=lambda x: x.attributes["mesh.deliveries"])
@@ -238,7 +248,7 @@ async def test_a_dead_letter_written_from_an_advisory_links_to_the_original_trac
 
     async with agent.running():
         assert len(await dead_letters(settings, expect=1, timeout=15)) == 1
-        await asyncio.sleep(0.3)
+        await ended(exporter, "dead-letter")
 
     letter = only(exporter, "dead-letter")
     [link] = letter.links

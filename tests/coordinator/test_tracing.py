@@ -3,7 +3,6 @@ is handled in the trace of the proposal that scheduled it, and the outcome recor
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +18,7 @@ from bus.tracing import TracingTelemetry
 from contracts.deadlines import rfc3339_ceil
 from contracts.releases import ReleaseProposed
 from coordinator.service import build_coordinator
+from tests.bus.test_tracing import ended
 from tests.e2e.support import eventually
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -69,8 +69,8 @@ async def test_the_server_keeps_a_schedules_headers_on_the_message_it_fires(make
 async def test_a_fired_deadline_is_handled_in_the_trace_of_the_round_that_scheduled_it(make_settings, traced):
     """No reviewer answers: the deadline's `process` span is a child of the `send` that scheduled
     it (under the proposal's `process`), shows `mesh.deadline.fired` with the fallbacks applied,
-    changes the round in a `kv.update` span, and publishes the outcome, whose `trace_id` is the
-    proposal's trace."""
+    changes the round by compare-and-set (a `kv.update` event on that span, like the opening on the
+    proposal's), and publishes the outcome, whose `trace_id` is the proposal's trace."""
     telemetry, exporter = traced
     settings = make_settings(
         reviewers="security,compliance", reviewer_discovery=False, deadline_seconds=1, fallbacks="security=block"
@@ -84,7 +84,7 @@ async def test_a_fired_deadline_is_handled_in_the_trace_of_the_round_that_schedu
     ):
         await client.propose(proposal)
         outcome = await client.wait_for_outcome(proposal, timeout=15)
-        await asyncio.sleep(0.3)  # the deadline's span ends after its ack
+        await ended(exporter, f"process {s.namespace}.deadlines.fired.*.*")  # it ends after its ack
 
     spans = exporter.get_finished_spans()
     by_name = {span.name: span for span in spans}
@@ -93,7 +93,7 @@ async def test_a_fired_deadline_is_handled_in_the_trace_of_the_round_that_schedu
     scheduled = by_name[f"send {s.namespace}.deadlines.schedule.*.*"]
     fired = by_name[f"process {s.namespace}.deadlines.fired.*.*"]
     published = by_name[f"send {s.namespace}.outcomes.release.*.*"]
-    kv = [span for span in spans if span.name == f"kv.update {s.rounds_bucket}"]
+    assert not [span for span in spans if span.name.startswith("kv.update")]  # events, not spans
 
     assert outcome is not None and outcome.trace_id == trace.format_trace_id(sent.context.trace_id)
     assert len({span.context.trace_id for span in spans}) == 1
@@ -108,8 +108,11 @@ async def test_a_fired_deadline_is_handled_in_the_trace_of_the_round_that_schedu
     assert sorted(event.attributes["mesh.missing"]) == ["compliance", "security"]
     assert "security=block" in event.attributes["mesh.fallbacks_applied"]
 
-    deciding = [
-        span for span in kv if span.parent.span_id == fired.context.span_id and span.attributes["mesh.round.decided"]
-    ]
+    def kv_updates(span) -> list:
+        return [e for e in span.events if e.name == f"kv.update {s.rounds_bucket}"]
+
+    deciding = [e for e in kv_updates(fired) if e.attributes["mesh.round.decided"]]
     assert len(deciding) == 1 and deciding[0].attributes["mesh.kv.attempts"] >= 1
-    assert any(span.parent.span_id == opened.context.span_id for span in kv)
+    assert deciding[0].attributes["mesh.kv.seconds"] >= 0
+    [opening] = kv_updates(opened)
+    assert opening.attributes["mesh.kv.changed"] is True and opening.attributes["mesh.round.state"] == "open"

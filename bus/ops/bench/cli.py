@@ -72,6 +72,15 @@ def mesh_bench(
             "keeps them), to report what tracing costs.",
         ),
     ] = True,
+    trace_sampling: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The share of traces mesh-traced records (OTEL_TRACES_SAMPLER=parentbased_traceidratio); "
+            "1 records every one. The tracing target is reported for this sampling.",
+        ),
+    ] = 1.0,
     json_file: Annotated[
         Path | None, typer.Option("--json", callback=writable_file, help="Write every figure to this JSON file.")
     ] = None,
@@ -131,6 +140,7 @@ def mesh_bench(
         warmup=min(warmup, proposals),
         open_rounds=open_rounds,
         probes=probes,
+        trace_sampling=trace_sampling,
     )
     home = settings.home / "bench"
     console.print(

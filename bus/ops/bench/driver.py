@@ -4,12 +4,18 @@ A proposal's clock starts just before its JetStream publish (which waits for the
 like `MeshClient.propose`) and stops when its outcome arrives on a core NATS subscription
 to the outcome subjects. A new proposal starts as soon as one of the C in flight is
 decided. Warm-up proposals run first and are not counted.
+
+Against a traced mesh (`trace_sampling`) each proposal starts its own trace, as `mesh publish`
+does: a W3C `traceparent`, sampled at that share, which the services follow (parent-based). So a
+proposal is one trace, sampled or not as a whole; the driver itself records no span.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 import time
 import uuid
 from collections import Counter
@@ -22,6 +28,7 @@ from bus.client import MeshClient
 from bus.connect import connect
 from bus.ops.bench.payloads import proposal, sample_proposal
 from bus.ops.settings import MeshSettings
+from bus.telemetry import Telemetry
 
 
 @dataclass
@@ -66,9 +73,12 @@ async def drive(
     concurrency: int,
     timeout: float = 60.0,
     on_outcome: Callable[[], None] | None = None,
+    trace_sampling: float | None = None,
 ) -> Load:
-    """Publish `proposals` proposals, `concurrency` at a time, and time each to its outcome."""
-    client = MeshClient(await connect(settings, name="mesh-bench"), settings)
+    """Publish `proposals` proposals, `concurrency` at a time, and time each to its outcome;
+    with `trace_sampling`, each starts a trace, sampled at that share."""
+    telemetry = TraceStarter(trace_sampling) if trace_sampling is not None else None
+    client = MeshClient(await connect(settings, name="mesh-bench"), settings, telemetry=telemetry)
     outcomes = Outcomes()
     sub = await client.nc.subscribe(settings.subjects.outcomes, cb=outcomes.on_message)
     try:
@@ -81,6 +91,21 @@ async def drive(
     finally:
         await sub.unsubscribe()
         await client.close()
+
+
+class TraceStarter(Telemetry):
+    """Starts each published message's trace and records nothing: a new `traceparent`, its
+    sampled flag set for `sampling` of them."""
+
+    def __init__(self, sampling: float) -> None:
+        self.sampling = sampling
+
+    def publishing(
+        self, service: str, subject: str, headers: dict[str, str], model: object = None
+    ) -> contextlib.AbstractContextManager[dict[str, str]]:
+        flags = "01" if random.random() < self.sampling else "00"
+        trace_id, span_id = random.getrandbits(128) or 1, random.getrandbits(64) or 1
+        return contextlib.nullcontext({**headers, "traceparent": f"00-{trace_id:032x}-{span_id:016x}-{flags}"})
 
 
 async def _wave(

@@ -7,6 +7,7 @@ from the first publish to the last outcome.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 
@@ -115,14 +116,25 @@ class Row:
 
     def tracing_cost(self) -> dict[str, float] | None:
         """What tracing costs, the trace store included, from medians over repeats:
-        mesh-traced/mesh throughput (below 1 is slower) and mesh-traced - mesh p50 in ms (above
-        0 is slower). None unless both ran."""
+        mesh-traced/mesh throughput (below 1 is slower), mesh-traced - mesh p50 in ms (above
+        0 is slower), and mesh-traced/mesh CPU per proposal, every process added up (above 1
+        costs more; steadier than throughput when other work shares the machine). None unless
+        both ran."""
         if MESH not in self.runs or MESH_TRACED not in self.runs:
             return None
+        mesh_cpu = self.cpu_per_proposal(MESH)
         return {
             "throughput_ratio": self.ratio("throughput", MESH, system=MESH_TRACED),
             "p50_delta_ms": self.median(MESH_TRACED, "p50") - self.median(MESH, "p50"),
+            "cpu_ratio": self.cpu_per_proposal(MESH_TRACED) / mesh_cpu if mesh_cpu else math.nan,
         }
+
+    def cpu_per_proposal(self, system: str) -> float:
+        """Median over repeats of the CPU seconds of all the system's processes per decided proposal."""
+        runs = [r for r in self.runs.get(system, []) if r.decided]
+        if not runs:
+            return 0.0
+        return statistics.median(sum(p.cpu_seconds for p in r.processes) / r.decided for r in runs)
 
     def to_dict(self) -> dict:
         systems = {}

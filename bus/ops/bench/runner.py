@@ -38,6 +38,7 @@ class Plan:
     repeat: int = 1
     warmup: int = 100
     open_rounds: int = 0  # opt-in: `--open-rounds 10000` takes minutes
+    trace_sampling: float = 1.0  # the share of traces mesh-traced records (parentbased_traceidratio)
     probes: int = 100
     deadline_seconds: float = 600.0  # no deadline fires while a row is measured
     timeout_seconds: float = 60.0  # a proposal without an outcome by then counts as missing
@@ -79,7 +80,11 @@ def _measure_rows(settings: MeshSettings, plan: Plan, replicas: int, home: Path,
         # One after another: children are spawned with a pre-exec hook, which is unsafe from threads.
         for name in plan.systems:
             systems[name] = start_system(
-                name, settings, home=home / f"{name.replace('+', '-')}-r{replicas}", replicas=replicas
+                name,
+                settings,
+                home=home / f"{name.replace('+', '-')}-r{replicas}",
+                replicas=replicas,
+                trace_sampling=plan.trace_sampling,
             )
         for concurrency in plan.concurrencies:
             row = Row(concurrency, replicas)
@@ -104,9 +109,17 @@ def turns(systems: list[str], repeat: int) -> list[str]:
 
 
 def _measure(system: System, plan: Plan, concurrency: int, replicas: int, *, on_outcome) -> Run:
+    # a traced mesh gets proposals that start their traces, as `mesh publish`'s do
+    sampling = plan.trace_sampling if system.name == "mesh-traced" else None
     if plan.warmup:
         asyncio.run(
-            drive(system.settings, proposals=plan.warmup, concurrency=concurrency, timeout=plan.timeout_seconds)
+            drive(
+                system.settings,
+                proposals=plan.warmup,
+                concurrency=concurrency,
+                timeout=plan.timeout_seconds,
+                trace_sampling=sampling,
+            )
         )
     meter = Meter(system.processes).start()
     load = asyncio.run(
@@ -116,6 +129,7 @@ def _measure(system: System, plan: Plan, concurrency: int, replicas: int, *, on_
             concurrency=concurrency,
             timeout=plan.timeout_seconds,
             on_outcome=on_outcome,
+            trace_sampling=sampling,
         )
     )
     usage = meter.stop()

@@ -8,7 +8,9 @@
     mesh-traced  the secured mesh with tracing on: every service exports its spans to a trace
                collector that stores them as `mesh up` does (bus/ops/trace_collector.py, in a
                process of its own, `trace-store`), so mesh-traced against mesh is what tracing
-               costs, the store included; in the other two tracing is off
+               costs, the store included; in the other two tracing is off. It records every
+               trace unless told a ratio (`--trace-sampling`: OTEL_TRACES_SAMPLER=
+               parentbased_traceidratio), whatever this shell's OTEL_TRACES_SAMPLER says
     floor      `python -m bus.ops.bench.floor ...` processes, the same count and roles
     floor+kv   the floor with durable rounds (`coordinator --kv`)
 
@@ -70,18 +72,30 @@ class System:
         shutil.rmtree(self.home / "nats", ignore_errors=True)  # stores grow; logs stay for reading
 
 
-def start_system(name: str, settings: MeshSettings, *, home: Path, replicas: int) -> System:
-    """Start one of SYSTEMS with `replicas` processes per reviewer; wait until ready."""
+def start_system(
+    name: str, settings: MeshSettings, *, home: Path, replicas: int, trace_sampling: float = 1.0
+) -> System:
+    """Start one of SYSTEMS with `replicas` processes per reviewer; wait until ready.
+    `trace_sampling`: the share of traces mesh-traced records."""
     if name in MESHES:
+        traced = name == "mesh-traced"
         return _start_mesh(
-            name, settings, home=home, replicas=replicas, secure=name != "mesh-open", traced=name == "mesh-traced"
+            name,
+            settings,
+            home=home,
+            replicas=replicas,
+            secure=name != "mesh-open",
+            traced=traced,
+            sampling=trace_sampling if traced else None,
         )
     if name in FLOORS:
         return _start_floor(name, settings, home=home, replicas=replicas, durable=name == "floor+kv")
     raise MeshError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")
 
 
-def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int, secure: bool, traced: bool) -> System:
+def _start_mesh(
+    name: str, settings: MeshSettings, *, home: Path, replicas: int, secure: bool, traced: bool, sampling: float | None
+) -> System:
     if not secure:  # the driver too connects as nobody, not as the operator of some earlier `mesh up`
         settings = settings.model_copy(update={"nats_credentials": None})
     # Off means off whatever this shell's OTEL_* say; on means exporting to our collector only.
@@ -89,6 +103,7 @@ def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int,
     env = (
         {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{endpoint}/v1/traces"}
         | {"OTEL_SDK_DISABLED": "false", "OTEL_TRACES_EXPORTER": "otlp"}
+        | trace_sampler_env(1.0 if sampling is None else sampling)
         if traced
         else {"OTEL_SDK_DISABLED": "true"}
     )
@@ -113,6 +128,14 @@ def _start_mesh(name: str, settings: MeshSettings, *, home: Path, replicas: int,
             raise
         processes[TRACE_STORE] = children[0].pid
     return System(name, mesh.settings, home, mesh.nats, processes, _mesh=mesh, _children=children)
+
+
+def trace_sampler_env(sampling: float) -> dict[str, str]:
+    """The OTEL_TRACES_SAMPLER(_ARG) that record `sampling` of the traces (1: every one, as the
+    SDK's default does), each service following the decision a message's sender made."""
+    if sampling >= 1:
+        return {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_TRACES_SAMPLER_ARG": ""}
+    return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": f"{sampling:g}"}
 
 
 def _start_trace_store(mesh: RunningMesh, endpoint: str, log: Path) -> subprocess.Popen:

@@ -160,3 +160,32 @@ def test_the_json_form_lists_the_spans_in_tree_order_with_their_depth():
         (2, "receive review"),
     ]
     assert body["spans"][0]["orphan"] is True and body["spans"][3]["status"] == "error"
+
+
+def test_a_spans_events_sit_among_its_children_at_their_moment():
+    """The coordinator's KV compare-and-set is an event on its `process` span: a `·` line between
+    the children it came between, with its facts, and in `--json` under its span."""
+    process = _span("0d", "", "process mesh.reviews.release.*", 0.0, 10.0, **RELEASE)
+    process["events"] = [
+        {
+            "name": "kv.update mesh_rounds",
+            "timeUnixNano": str(BASE + 2 * MS),
+            "attributes": [
+                {"key": "mesh.kv.attempts", "value": {"intValue": "1"}},
+                {"key": "mesh.kv.key", "value": {"stringValue": "rel-42.9f86"}},
+                {"key": "mesh.round.state", "value": {"stringValue": "decided"}},
+                {"key": "mesh.round.decided", "value": {"boolValue": True}},
+            ],
+        }
+    ]
+    send = _span("0e", "0d", "send mesh.outcomes.release.*.*", 3.0, 4.0, **RELEASE, mesh__outcome="approved")
+    document = {"resourceSpans": [_resource("coordinator", process, send)]}
+
+    body = [" ".join(line.split()) for line in render(spans_of(document), release_id="rel-42")[1:]]
+    assert body == [
+        "coordinator process mesh.reviews.release.* +0.0 ms 10.0 ms ok",
+        "├─ · kv.update mesh_rounds +2.0 ms attempts=1 state=decided decided=True",
+        "└─ coordinator send mesh.outcomes.release.*.* +3.0 ms 1.0 ms ok outcome=approved",
+    ]
+    [event] = as_json(spans_of(document))["spans"][0]["events"]
+    assert event["name"] == "kv.update mesh_rounds" and event["offset_ms"] == 2.0

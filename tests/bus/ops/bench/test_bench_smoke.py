@@ -69,7 +69,7 @@ def test_tiny_benchmark_runs_and_reports_every_field(tmp_path):
     assert set(cost) == {"throughput_ratio", "p50_delta_ms"}
     assert cost["throughput_ratio"] > 0 and isinstance(cost["p50_delta_ms"], float)  # either sign: noise
     tracing = row["tracing_cost"]
-    assert set(tracing) == {"throughput_ratio", "p50_delta_ms"}
+    assert set(tracing) == {"throughput_ratio", "p50_delta_ms", "cpu_ratio"} and tracing["cpu_ratio"] > 0
     assert tracing["throughput_ratio"] > 0 and isinstance(tracing["p50_delta_ms"], float)
     traces = (tmp_path / "mesh" / "bench" / "mesh-traced-r1" / "logs" / "trace-store.log").read_text()
     assert "ready" in traces and "spans stored" in traces  # the spans did reach the store

@@ -6,8 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from bus.ops.bench import runner
-from bus.ops.bench.report import BenchReport
+from bus.ops.bench.driver import TraceStarter
+from bus.ops.bench.report import TRACING_TARGET, BenchReport
+from bus.ops.bench.results import Row
+from bus.ops.bench.systems import trace_sampler_env
 from bus.ops.cli import app
+from tests.bus.ops.bench.test_results import run
 
 
 @pytest.fixture
@@ -93,3 +97,40 @@ def test_targets_all_met_pass_with_fail_on_targets(planned):
     result = CliRunner().invoke(app, ["bench", "-n", "10", "-c", "1", "--fail-on-targets"])
 
     assert result.exit_code == 0, result.output
+
+
+def test_the_tracing_target_says_what_share_of_traces_was_recorded(planned):
+    """`--trace-sampling 0.1` runs mesh-traced recording a tenth of the traces, with the sampler
+    the SDK reads; the target line names the sampling and still asks for 0.9x the mesh."""
+    result = CliRunner().invoke(app, ["bench", "-n", "10", "-c", "128", "--trace-sampling", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert [plan.trace_sampling for plan in planned] == [0.1]
+    assert trace_sampler_env(0.1) == {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    assert trace_sampler_env(1.0)["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+
+    row = Row(128, 1)
+    row.add(run("mesh", decided=100, seconds=1.0, latencies=[10.0] * 100))
+    row.add(run("mesh-traced", decided=100, seconds=1.2, latencies=[12.0] * 100))
+    for sampling, words in ((0.1, "10 % of traces recorded"), (1.0, "every trace recorded")):
+        [target] = BenchReport(config={"trace_sampling": sampling}, rows=[row]).targets()
+        assert words in target["target"] and f">= {TRACING_TARGET}x mesh" in target["target"]
+        assert target["met"] is False  # 0.83x
+
+
+def test_a_traced_benchs_proposals_start_their_traces_sampled_at_the_share_asked():
+    """The driver's publisher adds a fresh W3C `traceparent` per proposal, flagged sampled for
+    that share of them, and keeps the headers it was given."""
+
+    def flags(sampling: float) -> set[str]:
+        sent = []
+        for _ in range(50):
+            with TraceStarter(sampling).publishing("mesh-bench", "s", {"Nats-Msg-Id": "x"}) as headers:
+                sent.append(headers)
+        assert all(h["Nats-Msg-Id"] == "x" and len(h["traceparent"]) == 55 for h in sent)
+        assert len({h["traceparent"] for h in sent}) == 50
+        return {h["traceparent"][-2:] for h in sent}
+
+    assert flags(1.0) == {"01"} and flags(0.0) == {"00"} and flags(0.5) == {"00", "01"}

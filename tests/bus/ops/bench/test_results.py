@@ -7,7 +7,7 @@ from bus.ops.bench.resources import ProcessUsage
 from bus.ops.bench.results import Checkpoint, OpenRounds, Row, Run, percentile
 
 
-def run(system: str, *, decided: int, seconds: float, latencies: list[float]) -> Run:
+def run(system: str, *, decided: int, seconds: float, latencies: list[float], cpu: float = 1.0) -> Run:
     return Run(
         system,
         16,
@@ -18,7 +18,7 @@ def run(system: str, *, decided: int, seconds: float, latencies: list[float]) ->
         seconds,
         latencies,
         {"approved": decided},
-        [ProcessUsage("coordinator", 1, 1.0, 2**20)],
+        [ProcessUsage("coordinator", 1, cpu, 2**20)],
     )
 
 
@@ -75,8 +75,9 @@ def test_authorization_cost_needs_both_meshes():
 
 
 def test_tracing_cost_compares_mesh_traced_with_the_mesh_and_is_no_floor():
-    """mesh-traced/mesh divides median throughputs and subtracts median p50s; mesh-traced gets no
-    mesh/floor ratio; without it (`--no-trace-cost`) there is no tracing cost."""
+    """mesh-traced/mesh divides median throughputs and subtracts median p50s, and divides median
+    CPU per proposal (every process); mesh-traced gets no mesh/floor ratio; without it
+    (`--no-trace-cost`) there is no tracing cost."""
     row = Row(128, 1)
     row.add(run("floor", decided=100, seconds=0.5, latencies=[5.0] * 100))
     for seconds in (1.0, 1.0):
@@ -84,11 +85,11 @@ def test_tracing_cost_compares_mesh_traced_with_the_mesh_and_is_no_floor():
     assert row.tracing_cost() is None and row.to_dict()["tracing_cost"] is None
 
     for seconds in (1.25, 1.0, 2.0):  # 80/s, 100/s and 50/s: median 80/s
-        row.add(run("mesh-traced", decided=100, seconds=seconds, latencies=[11.5] * 100))
+        row.add(run("mesh-traced", decided=100, seconds=seconds, latencies=[11.5] * 100, cpu=1.25))
 
     assert row.floors() == ["floor"]
-    assert row.tracing_cost() == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5}
-    assert row.to_dict()["tracing_cost"] == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5}
+    assert row.tracing_cost() == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5, "cpu_ratio": 1.25}
+    assert row.to_dict()["tracing_cost"] == {"throughput_ratio": 0.8, "p50_delta_ms": 1.5, "cpu_ratio": 1.25}
     assert set(row.to_dict()["ratios"]) == {"mesh/floor"}
 
 
