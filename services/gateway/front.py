@@ -252,12 +252,13 @@ class Front:
             return await self.outcome(revision)
         return await self.client.wait_for_revision(revision.release_id, revision.digest, timeout=timeout)
 
-    async def settled(self, revision: Revision, timeout: float) -> bool:
+    async def settled(self, revision: Revision, timeout: float) -> RoundDecided | None:
         """Wait up to `timeout` seconds until the revision is decided or waits for a person (which
-        may take a day): True when either happened."""
+        may take a day): the outcome, if that is what came. It is heard on the wire, where it may
+        arrive before the outcomes stream has stored it: pass it to `status`, do not read it back."""
         approvals = ApprovalsClient(self.client.nc, self.settings)
         found = await approvals.outcome_or_request(self.client, revision.release_id, revision.digest, timeout=timeout)
-        return found is not None
+        return found if isinstance(found, RoundDecided) else None
 
     async def round(self, revision: Revision) -> Round | None:
         kv = await self.rounds_kv()
@@ -272,11 +273,12 @@ class Front:
     async def accepted(self, revision: Revision) -> bool:
         return await read(await self.gateway_kv(), self._accepted_key(revision)) is not None
 
-    async def status(self, revision: Revision) -> dict[str, Any] | None:
+    async def status(self, revision: Revision, *, outcome: RoundDecided | None = None) -> dict[str, Any] | None:
         """The revision so far: `submitted` (accepted, no round yet), `open` (reviewers, reviews
         received, deadline), `awaiting_approval` (the reviewers escalated; a person decides: its
-        `approval`) or `decided` (with the outcome); None if nobody ever proposed it."""
-        outcome = await self.outcome(revision)
+        `approval`) or `decided` (with the outcome); None if nobody ever proposed it. `outcome`:
+        one already heard (see `settled`)."""
+        outcome = outcome or await self.outcome(revision)
         round_ = await self.round(revision)
         if outcome is None and round_ is None and not await self.accepted(revision):
             return None

@@ -80,9 +80,8 @@ def gateway_routes(door: Door) -> APIRouter:
         """202 with the status URL; with `wait`, the outcome (200) if it comes in time, or 202 as
         soon as the release waits for a person (`state: awaiting_approval`, its approval linked)."""
         headers = {"Location": revision.path}
-        if wait:
-            await front.settled(revision, min(wait, settings.gateway_wait_max_seconds))
-        status = await front.status(revision) or {**revision.as_dict(), "state": "submitted"}
+        heard = await front.settled(revision, min(wait, settings.gateway_wait_max_seconds)) if wait else None
+        status = await front.status(revision, outcome=heard) or {**revision.as_dict(), "state": "submitted"}
         return JSONResponse(status, 200 if wait and status["state"] == "decided" else 202, headers=headers)
 
     @router.post(

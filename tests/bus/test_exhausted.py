@@ -11,6 +11,7 @@ from bus.provision import provision
 from bus.runtime import Agent, Delivery
 from contracts.releases import ReleaseProposed
 from tests.bus.test_runtime import dead_letters, proposal_json, publish_raw
+from tests.settled import consumer_settled
 
 
 async def test_a_message_never_acked_on_its_last_delivery_is_dead_lettered(make_settings):
@@ -46,9 +47,11 @@ async def test_a_message_never_acked_on_its_last_delivery_is_dead_lettered(make_
 
     async with agent.running():  # the service comes back
         records = await dead_letters(settings, expect=1, timeout=15)
-        await asyncio.sleep(1.0)
+        # a later proposal is handled and every message settled: the consumer is past the doomed one
+        await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-after"))
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "victim")
 
-    assert handled == []  # past max_deliver: never delivered again
+    assert handled == ["rel-after"]  # past max_deliver: never delivered again
     [record] = records
     assert record.error_type == "failed"
     assert "never acked" in record.error

@@ -7,6 +7,7 @@ import asyncio
 from bus.runtime import Agent, Delivery
 from contracts.releases import ReleaseProposed
 from tests.bus.test_runtime import dead_letters, proposal_json, publish_raw
+from tests.settled import consumer_settled
 
 
 async def test_a_handler_that_hangs_on_every_delivery_ends_in_the_dead_letter_stream(make_settings):
@@ -31,7 +32,8 @@ async def test_a_handler_that_hangs_on_every_delivery_ends_in_the_dead_letter_st
     async with agent.running():
         await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-hang"))
         records = await dead_letters(settings, expect=1, timeout=20)
-        await asyncio.sleep(1.5)  # would a further redelivery come? it must not
+        # terminated after its record: the server will never deliver it again
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "stuck")
 
     assert calls == [1, 2, 3]
     assert cancelled == [1, 2, 3]
@@ -57,7 +59,9 @@ async def test_a_handler_within_its_budget_is_not_cancelled(make_settings):
 
     async with agent.running():
         await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-slow"))
-        await asyncio.sleep(3.5)
+        # acked after 2 s: a redelivery at ack_wait (1 s) would have reached the handler before
+        info = await consumer_settled(settings.nats_url, settings.subjects.events_stream, "patient")
 
     assert calls == [1]
+    assert info.delivered.consumer_seq == 1  # the server delivered it once: no redelivery
     assert agent.handled == 1

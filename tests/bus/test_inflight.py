@@ -11,6 +11,7 @@ import nats
 
 from bus.runtime import Agent, Delivery
 from contracts.releases import ReleaseProposed
+from tests.settled import consumer_settled
 
 
 async def publish_many(settings, count: int, *, start: int = 0) -> None:
@@ -51,13 +52,11 @@ async def test_messages_waiting_for_a_busy_worker_are_not_redelivered(make_setti
     agent = slow_agent(settings, seconds=2.5, calls=calls)
     async with agent.running():
         await publish_many(settings, 6)
-        for _ in range(150):
-            if len(calls) == 6:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(3.0)  # time for any wrong redelivery to arrive
+        info = await consumer_settled(settings.nats_url, settings.subjects.events_stream, "busy", timeout=60)
 
     assert calls == Counter({f"rel-{i}": 1 for i in range(6)})
+    # the server's own count: six deliveries in all, so none was redelivered, handled or not
+    assert (info.delivered.consumer_seq, info.num_redelivered) == (6, 0)
 
 
 async def test_a_burst_grows_the_stream_not_the_service(make_settings):

@@ -22,6 +22,7 @@ from contracts.outcomes import Outcome, RoundDecided
 from contracts.releases import ReleaseProposed
 from contracts.reviews import TokenUsage
 from tests.bus.test_runtime import proposal_json, publish_raw
+from tests.settled import consumer_settled
 
 
 class Scrape:
@@ -217,7 +218,8 @@ async def test_counters_move_by_exactly_the_traffic_sent(make_settings):
         await publish_raw(settings, subject, b'{"release_id": "rel-no-service"}')
         await publish_raw(settings, subject, proposal_json("flaky-1"))
         after = await until(url, lambda s: s.value(handled) >= 9)
-        await asyncio.sleep(0.5)  # would anything more be counted? it must not
+        # every message acked or terminated, none to redeliver: nothing more can be counted
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "counted")
         settled = await scrape(url)
 
     assert before.value(handled) == 0

@@ -17,14 +17,15 @@ from bus.pull import PullFeed, new_inbox
 
 
 @contextlib.asynccontextmanager
-async def feeding(url: str, *, stream: str, free, **options):
+async def feeding(url: str, *, stream: str, free, received: list[Msg] | None = None, **options):
     """A stream `stream` on `<stream>.>`, a durable pull consumer `d`, and a feed on an inbox;
-    yields (feed, received, js), `received` filling with every delivered message."""
+    yields (feed, received, js), `received` (a new list unless given) filling with every
+    delivered message."""
     nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()
     await js.add_stream(name=stream, subjects=[f"{stream}.>"])
     await js.add_consumer(stream, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
-    received: list[Msg] = []
+    received = [] if received is None else received
     feed = PullFeed(stream=stream, durable="d", inbox=new_inbox("_INBOX.test"), free=free, **options)
 
     async def on_message(msg: Msg) -> None:
@@ -90,18 +91,50 @@ async def test_asks_only_for_the_free_slots_and_tops_up_as_they_free(nats_url, n
     """With 3 free slots the consumer hands out 3 messages and no more, though 10 wait; each
     slot freed is asked for again and its message arrives."""
     stream = f"{namespace}_PULL".upper()
-    free = {"n": 3}
-    async with feeding(nats_url, stream=stream, free=lambda: free["n"]) as (feed, received, js):
+    slots, received = {"n": 3}, []  # each message received keeps its slot busy, as a worker would
+    async with feeding(nats_url, stream=stream, free=lambda: slots["n"] - len(received), received=received) as (
+        feed,
+        _,
+        js,
+    ):
         for i in range(10):
             await js.publish(f"{stream}.x", str(i).encode())
         assert await until(lambda: len(received) == 3)
-        await asyncio.sleep(0.5)
+        info = await asked_no_more(feed, js, stream)
         assert len(received) == 3 and feed.requested == 0  # asked for 3, got 3, asked no more
-        free["n"] = 2
+        assert (info.delivered.stream_seq, info.num_pending) == (3, 7)
+        slots["n"] = 5  # two slots freed
         feed.wake()
         assert await until(lambda: len(received) == 5)
-        await asyncio.sleep(0.3)
+        info = await asked_no_more(feed, js, stream)
         assert len(received) == 5
+        assert (info.delivered.stream_seq, info.num_pending) == (5, 5)
+
+
+async def asked_no_more(feed: PullFeed, js, stream: str):
+    """Once the server holds no request of ours and every delivery is acked, let the feed top up
+    (what its watchdog and a freed slot do): it must send nothing, and the server confirms it."""
+    assert await until_async(lambda: _idle(js, stream))
+    sent = feed.requests_sent
+    await feed.top_up()
+    assert feed.requests_sent == sent, "topped up with no free slot"
+    info = await js.consumer_info(stream, "d")  # same connection: after any request it sent
+    assert info.num_waiting == 0
+    return info
+
+
+async def _idle(js, stream: str) -> bool:
+    info = await js.consumer_info(stream, "d")
+    return info.num_waiting == 0 and info.num_ack_pending == 0
+
+
+async def until_async(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return True
+        await asyncio.sleep(0.05)
+    return await condition()
 
 
 async def test_an_expired_request_is_renewed_and_the_next_message_arrives_at_once(nats_url, namespace):
@@ -113,12 +146,19 @@ async def test_an_expired_request_is_renewed_and_the_next_message_arrives_at_onc
         received,
         js,
     ):
-        await asyncio.sleep(2.5)  # two expiries
-        assert feed.requests_sent >= 3 and feed.requested == 2
+        assert await until(lambda: feed.requests_sent >= 3, timeout=15)  # two expiries, each renewed
+        # a renewed request waits on the server (the positive proof), so the message goes out at once
+        assert await until_async(lambda: _waiting(js, stream), timeout=5)
+        assert feed.requested == 2
         started = time.monotonic()
         await js.publish(f"{stream}.x", b"late")
-        assert await until(lambda: len(received) == 1, timeout=2.0)
-        assert time.monotonic() - started < 0.5
+        assert await until(lambda: len(received) == 1, timeout=5.0)
+        # at once: a request was waiting; the bound is loose, for a loaded machine
+        assert time.monotonic() - started < 1.5
+
+
+async def _waiting(js, stream: str) -> bool:
+    return (await js.consumer_info(stream, "d")).num_waiting >= 1
 
 
 async def test_a_lost_end_of_request_does_not_stall_the_feed(nats_url, namespace):

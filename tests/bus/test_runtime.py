@@ -10,6 +10,7 @@ import nats
 from bus.runtime import Agent, Delivery
 from contracts.deadletters import DeadLetter
 from contracts.releases import ReleaseProposed
+from tests.settled import consumer_settled
 
 
 async def dead_letters(settings, *, expect: int, timeout: float = 10.0) -> list[DeadLetter]:
@@ -61,7 +62,8 @@ async def test_failing_handler_is_retried_then_dead_lettered(make_settings):
     async with agent.running():
         await publish_raw(settings, settings.subjects.release_proposed, proposal_json(), {"X-Origin": "test"})
         records = await dead_letters(settings, expect=1, timeout=15)
-        await asyncio.sleep(1.5)  # would a further redelivery come? it must not
+        # terminated after its record: the server will never deliver it again
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "flaky")
 
     assert calls == [1, 2, 3]
     assert len(records) == 1
@@ -93,7 +95,7 @@ async def test_invalid_messages_are_dead_lettered_without_retry(make_settings):
         await publish_raw(settings, subject, b"\xff\xfe binary")
         await publish_raw(settings, subject, proposal_json("rel-ok"))
         records = await dead_letters(settings, expect=3)
-        await asyncio.sleep(0.5)
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "strict")  # all four settled
 
     assert handled == ["rel-ok"]
     assert [r.deliveries for r in records] == [1, 1, 1]
@@ -120,9 +122,11 @@ async def test_slow_handler_is_kept_alive_not_redelivered(make_settings):
 
     async with agent.running():
         await publish_raw(settings, settings.subjects.release_proposed, proposal_json())
-        await asyncio.sleep(5.0)
+        # acked after 3 s: a redelivery at ack_wait (1 s) would have reached the handler before
+        info = await consumer_settled(settings.nats_url, settings.subjects.events_stream, "slow")
 
     assert calls == [1]
+    assert info.delivered.consumer_seq == 1  # the server delivered it once: no redelivery
 
 
 async def test_garbage_published_to_a_service_inbox_is_ignored_and_the_service_keeps_working(make_settings):
@@ -150,11 +154,8 @@ async def test_garbage_published_to_a_service_inbox_is_ignored_and_the_service_k
         finally:
             await nc.close()
         await publish_raw(settings, settings.subjects.release_proposed, proposal_json("rel-real"))
-        for _ in range(100):
-            if handled:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
+        # the forged ones reached the inbox (flushed) before the real one was even published
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "inboxed")
 
     assert handled == ["rel-real"]
 

@@ -134,9 +134,11 @@ ADVERSARIAL = {
 
 
 @pytest.mark.parametrize("name", ADVERSARIAL)
-def test_a_one_megabyte_line_is_redacted_in_well_under_a_second(name):
-    """No input makes redaction super-linear: a ~1 MB adversarial line takes well under a second."""
+def test_a_one_megabyte_line_is_redacted_in_linear_time(name):
+    """No input makes redaction super-linear: a ~1 MB adversarial line takes a fraction of a second
+    quiet, a quadratic pattern would take hours; 5 s holds on a loaded 2-core machine."""
     text = ADVERSARIAL[name]
     started = time.perf_counter()
     redact(text)
-    assert time.perf_counter() - started < 0.75
+    took = time.perf_counter() - started
+    assert took < 5.0, f"{name}: {took:.2f} s"

@@ -24,6 +24,7 @@ from contracts.releases import ReleaseProposed
 from contracts.reviews import Finding, ReviewSubmitted
 from coordinator.service import build_coordinator
 from tests.e2e.support import eventually, stream_messages
+from tests.settled import all_settled
 
 APPROVERS = "default=key:alice,key:bob,operator:ops;label:pci=key:alice,key:carol"
 
@@ -48,8 +49,9 @@ FINDING = Finding(rule="CMP010", severity="medium", message="No changelog entry.
 
 
 class Harness:
-    def __init__(self, settings, client: MeshClient, nc) -> None:
+    def __init__(self, settings, client: MeshClient, nc, consumers=()) -> None:
         self.settings = settings
+        self.consumers = consumers  # the coordinator's
         self.client = client
         self.approvals = ApprovalsClient(client.nc, settings, name="test")
         self.nc = nc  # a plain connection, for core NATS subscribers
@@ -75,6 +77,14 @@ class Harness:
         )
         assert verdict is not None, "the coordinator did not answer"
         return verdict
+
+    async def settled(self) -> None:
+        """The positive signal before asserting that nothing was decided: every coordinator
+        consumer has acked all it was given (an outcome is published before the ack that ends
+        its handling), and this connection has heard whatever the server sent it before."""
+        await all_settled(self.settings.nats_url, self.consumers)
+        await self.nc.flush()
+        await asyncio.sleep(0.1)  # the subscriber's callback task runs what the flush brought in
 
     async def outcomes(self, p: ReleaseProposed) -> list[RoundDecided]:
         stored = await stream_messages(self.settings.nats_url, self.s.outcomes_stream, self.s.outcomes_of(p.release_id))
@@ -104,8 +114,9 @@ async def harness(settings):
     await provision_mesh(settings, names=["coordinator"])
     nc = await nats.connect(settings.nats_url)
     try:
-        async with build_coordinator(settings).running(), await MeshClient.connect(settings) as client:
-            yield Harness(settings, client, nc)
+        coordinator = build_coordinator(settings)
+        async with coordinator.running(), await MeshClient.connect(settings) as client:
+            yield Harness(settings, client, nc, coordinator.consumers)
     finally:
         await nc.close()
 
@@ -128,7 +139,7 @@ async def test_an_escalated_release_waits_then_an_allowed_person_approves_it_onc
         assert view.state == "pending" and view.approvers == ["key:alice", "key:bob", "operator:ops"]
         assert view.needed == 1 and view.findings[0].path == "CHANGELOG.md" and view.findings[0].line == 3
         assert view.rationales["compliance"] == "compliance says needs_human."
-        await asyncio.sleep(0.5)
+        await mesh.settled()
         assert await mesh.outcomes(p) == [] and seen == []  # nothing is decided while it waits
 
         verdict = await mesh.decide(view, "key:alice", note="changelog checked")
@@ -136,7 +147,7 @@ async def test_an_escalated_release_waits_then_an_allowed_person_approves_it_onc
 
         outcome = await mesh.client.wait_for_outcome(p, timeout=10)
         await eventually(lambda: asyncio.sleep(0, result=len(seen) >= 1), timeout=5)
-        await asyncio.sleep(0.5)  # a second outcome would have arrived by now
+        await mesh.settled()  # a second outcome would be published before the coordinator acks
         assert len(seen) == 1 and len(await mesh.outcomes(p)) == 1
     assert outcome.outcome == Outcome.APPROVED and outcome.decided_by == "people"
     assert [(d.who, d.decision, d.note) for d in outcome.human_decisions] == [
@@ -216,7 +227,7 @@ async def test_nobody_deciding_by_the_approval_deadline_applies_its_fallback(mak
             return records if any(r.kind == "expired" for r in records) else None
 
         records = await eventually(expired_recorded, timeout=5)
-        await asyncio.sleep(0.3)
+        await h.settled()
         outcomes = await h.outcomes(p)
         after = await h.approvals.get(view.id)
 

@@ -17,6 +17,7 @@ from contracts.releases import ReleaseProposed
 from coordinator.rounds import RoundState
 from coordinator.service import build_coordinator
 from coordinator.store import RoundStore
+from tests.settled import consumer_settled
 
 
 def proposal(release_id: str) -> ReleaseProposed:
@@ -119,7 +120,8 @@ async def test_a_proposal_delivered_again_never_moves_the_deadline_earlier(coord
             offset["seconds"] = 60.0
             again = proposal("rel-d3").model_dump_json().encode()
             await client.js.publish(settings.subjects.release_proposed, again, headers={"Nats-Msg-Id": "again"})
-            await asyncio.sleep(1.0)  # handled: a duplicate proposal changes nothing
+            # handled (acked): only now does "the deadline did not move" say anything
+            await consumer_settled(settings.nats_url, settings.subjects.events_stream, "coordinator-proposals")
 
             round_ = await store.get("rel-d3", proposal("rel-d3").content_digest)
             assert round_.deadline == first.deadline

@@ -24,6 +24,7 @@ from contracts.reviews import MAX_FINDINGS, ReviewSubmitted
 from coordinator.service import build_coordinator
 from coordinator.store import RoundStore, round_key
 from tests.e2e.support import eventually
+from tests.settled import all_settled, consumer_settled
 
 KEY_LINE = '+AWS_ACCESS_KEY_ID = "AKIAZ7VRSQ5TJXK3M2PL"\n'
 
@@ -107,7 +108,8 @@ async def test_a_forged_early_review_is_not_counted_when_the_round_opens(mesh):
     settings, client = mesh
     p = proposal("rel-early-forged", diff=KEY_LINE)
     await send(client, review_of(p, "security", "approve", causation_id="guessed"))
-    await asyncio.sleep(0.3)  # handled before the proposal arrives
+    # handled (kept for the round) before the proposal arrives
+    await consumer_settled(settings.nats_url, settings.subjects.reviews_stream, "coordinator-reviews")
     await client.propose(p)
     await send(client, review_of(p, "compliance", "approve"))
     outcome = await client.wait_for_outcome(p, timeout=15)
@@ -201,7 +203,8 @@ async def test_changed_content_under_the_same_release_id_is_a_new_revision(mesh)
     again = proposal("rel-revised")  # the clean content once more, a new event id
     await client.propose(again)
     assert (await client.wait_for_outcome(again, timeout=5)).outcome == Outcome.APPROVED
-    await asyncio.sleep(0.5)
+    # every coordinator consumer settled: any further outcome would be published by now
+    await all_settled(settings.nats_url, build_coordinator(settings).consumers)
     info = await client.js.stream_info(settings.subjects.outcomes_stream)
     assert info.state.messages == 2
 
@@ -254,7 +257,7 @@ async def test_a_review_stored_before_its_proposal_never_counts_even_with_the_ri
     settings, client = mesh
     p = proposal("rel-self-approved", diff=KEY_LINE)
     await send(client, review_of(p, "security", "approve"))  # causation = p.event_id, chosen in advance
-    await asyncio.sleep(0.2)
+    await consumer_settled(settings.nats_url, settings.subjects.reviews_stream, "coordinator-reviews")
     await client.propose(p)
     await send(client, review_of(p, "compliance", "approve"))
     outcome = await client.wait_for_outcome(p, timeout=15)
@@ -315,13 +318,22 @@ async def test_a_crowd_of_self_registered_reviewers_cannot_push_a_round_past_its
             "heartbeatAt": now,
         }
         await instances.put(f"{name}.i1", json.dumps(instance).encode())
-    await asyncio.sleep(0.5)  # the coordinator's view catches up
+    store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
+    probes = iter(range(1000))
+
+    async def crowd_seen() -> bool:
+        """The coordinator's view has caught up: a probe round expects the full crowd it allows."""
+        probe = proposal(f"rel-probe-{next(probes)}")
+        await client.propose(probe)
+        opened = await eventually(lambda: store.get(probe.release_id, probe.content_digest))
+        return opened is not None and len(opened.expected) == 2 + 8
+
+    assert await eventually(crowd_seen, timeout=20, interval=0.5), "the coordinator never saw the fakes"
 
     p = proposal("rel-crowded", diff=KEY_LINE)
     await client.propose(p)
-    store = RoundStore(await client.js.key_value(settings.subjects.rounds_bucket))
     round_ = await eventually(lambda: store.get(p.release_id, p.content_digest))
-    assert round_ is not None and len(round_.expected) <= 2 + 8
+    assert round_ is not None and len(round_.expected) == 2 + 8  # 20 live fakes, 8 of them taken
     finding = {"rule": "X001", "severity": "low", "message": "x" * 500, "file": "f" * 300}
     for name in [n for n in round_.expected if n.startswith("fake-")]:
         await send_raw(client, *raw_review(p, name, "approve", findings=[finding] * 50, rationale="r" * 4000))

@@ -110,3 +110,16 @@ class OutcomeTap:
         """Every outcome heard for a release, parsed, in the order heard."""
         found = [json.loads(data) for _, data in self.seen]
         return [o for o in found if o.get("release_id") == release_id]
+
+
+async def mesh_settled(settings, names: list[str], tap: OutcomeTap | None = None, *, timeout: float = 30.0) -> None:
+    """The positive signal before asserting that nothing more happened: every durable consumer of
+    the named services has settled all it was given (whatever a handler publishes, it publishes
+    before its ack), and the tap, if any, has heard what the server sent it before now."""
+    from bus.ops.launcher import all_consumers
+    from tests.settled import all_settled
+
+    await all_settled(settings.nats_url, all_consumers(settings, names), timeout=timeout)
+    if tap is not None:
+        await tap.nc.flush()
+        await asyncio.sleep(0.1)  # the subscription's callback task runs what the flush brought in

@@ -32,7 +32,7 @@ from bus.ops.launcher import start_mesh
 from bus.ops.settings import MeshSettings
 from contracts.outcomes import RoundDecided
 from services.gateway.api_keys import issue_key
-from tests.e2e.support import SAMPLES, eventually, stream_messages
+from tests.e2e.support import SAMPLES, eventually, mesh_settled, stream_messages
 from tests.services.digest.receiver import WebhookReceiver
 
 NAMES = ["security", "compliance", "coordinator", "gateway", "approvals"]
@@ -120,6 +120,14 @@ async def outcomes_on_the_wire(running, release_id: str):
         await nc.close()
 
 
+async def coordinator_settled(running) -> None:
+    """The positive signal before asserting no second outcome: every coordinator consumer has acked
+    all it was given (an outcome is published before the ack); then a moment for the core
+    subscriber's callback, which the server sent the outcome to before it was even stored."""
+    await mesh_settled(running.settings, ["coordinator"])
+    await asyncio.sleep(0.2)
+
+
 async def stored_outcomes(running, release_id: str) -> list[RoundDecided]:
     s = running.settings.subjects
     return [
@@ -195,7 +203,7 @@ async def test_an_escalated_release_waits_and_an_approver_approves_it_over_http(
 
         decided = (await client.get(base + location, headers=bearer(keys["ci"]))).json()
         await eventually(lambda: asyncio.sleep(0, result=bool(seen)), timeout=5)
-        await asyncio.sleep(0.5)  # a second outcome would be here by now
+        await coordinator_settled(running)  # a second outcome would be here by now
         stored = await stored_outcomes(running, body["release_id"])
     assert decided["state"] == "decided" and decided["outcome"]["outcome"] == "approved"
     assert len(stored) == 1 and len(seen) == 1
@@ -386,13 +394,24 @@ async def test_a_decision_made_while_the_coordinator_is_down_is_taken_once_after
         try:
             pending = await client.post(decide, json={"decision": "approve"}, headers=bearer(keys["bob"]))
             assert pending.status_code == 202 and pending.json()["pending"], pending.text
-            await asyncio.sleep(0.5)
+            # the positive signal: the decision is stored, waiting for a coordinator; none decides it
+            assert await eventually(lambda: decision_waiting(running), timeout=10)
             assert seen == []
         finally:
             coordinator.restart("the test killed it")
         await eventually(lambda: asyncio.to_thread(lambda: coordinator.health() == "ready"), timeout=30)
         await eventually(lambda: asyncio.sleep(0, result=bool(seen)), timeout=30)
-        await asyncio.sleep(1.0)  # a duplicate would be here by now
+        await coordinator_settled(running)  # a duplicate would be here by now
         stored = await stored_outcomes(running, body["release_id"])
     assert len(seen) == 1 and len(stored) == 1
     assert stored[0].outcome == "approved" and [d.who for d in stored[0].human_decisions] == ["key:bob"]
+
+
+async def decision_waiting(running) -> bool:
+    """A person's decision is in the approvals stream, not yet taken by the coordinator."""
+    nc = await nats.connect(running.nats_url)
+    try:
+        info = await nc.jetstream().consumer_info(running.settings.subjects.approvals_stream, "coordinator-approvals")
+        return info.num_pending + info.num_ack_pending >= 1
+    finally:
+        await nc.close()

@@ -53,7 +53,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
     assert "BLOCKED rel-43" in result.stdout
     assert "src/provider.py:3" in result.stdout
     assert "AKIAZ7VRSQ5TJXK3M2PL" not in result.stdout
-    assert elapsed < 30, f"mesh demo took {elapsed:.1f} s"
+    assert elapsed < 60, f"mesh demo took {elapsed:.1f} s"  # a margin for a loaded 2-core machine
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left running: {leftovers}"
 
@@ -91,7 +91,7 @@ def test_up_writes_run_file_reports_status_and_stops_cleanly_on_sigterm(tmp_path
         output, _ = up.communicate(timeout=30)
 
     assert up.returncode == 0, output
-    time.sleep(0.5)
+    # `mesh up` waits for every process it started before it exits: its exit is the signal
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert not run_file.exists()
 

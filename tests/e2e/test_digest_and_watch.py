@@ -16,7 +16,7 @@ from contracts.digests import DeliveryStatus, DigestDelivered
 from contracts.envelope import utc_now
 from contracts.schedules import ScheduleResult
 from services.watch.advisor import SCHEDULE_NEXT_CHECK
-from tests.e2e.support import eventually
+from tests.e2e.support import eventually, mesh_settled
 from tests.fakes.anthropic_server import FakeAnthropic, tool_call
 from tests.services.digest.receiver import WebhookReceiver
 from tests.services.digest.samples import outcome, review
@@ -89,7 +89,8 @@ async def test_a_failing_webhook_makes_each_tick_fail_delivery_after_its_attempt
 
         assert await eventually(two_ticks_recorded, timeout=20)
         result = await last_result(harness, settings, "digest", "digest")
-        await asyncio.sleep(0.5)  # a tick handled twice would post again by now
+        # no tick held or waiting for a redelivery: one handled twice would have posted again by now
+        await mesh_settled(settings, ["digest"])
         records = await delivery_records(harness, settings)
         posts = len(hook.bodies)  # every recorded tick's posts, and perhaps those of one under way
 

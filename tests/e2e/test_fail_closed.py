@@ -7,12 +7,24 @@ import asyncio
 import json
 import signal
 
+from nats.js.errors import NoKeysError
+
 from contracts.outcomes import Outcome
 from tests.bus.ops.test_cli import mesh
-from tests.e2e.support import sample
+from tests.e2e.support import eventually, sample
 
 # Short liveness, so a frozen process drops out of the registry within the test.
 FAST_LIVENESS = {"heartbeat_seconds": "0.5", "heartbeat_ttl_seconds": "2"}
+
+
+async def gone_from_registry(client, name: str) -> bool:
+    """No live instance of `name` left in the instances bucket: its heartbeat's TTL ran out."""
+    kv = await client.js.key_value(client.settings.subjects.instances_bucket)
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return True
+    return not [key for key in keys if key.startswith(f"{name}.")]
 
 
 def risky(release_id: str):
@@ -31,7 +43,9 @@ async def test_a_reviewer_frozen_past_its_heartbeat_ttl_is_still_expected_and_bl
     security = next(s for s in running.services if s.name == "security")
     security.process.send_signal(signal.SIGSTOP)
     try:
-        await asyncio.sleep(3)  # past the TTL: security is no longer live
+        # the positive signal: security's heartbeat expired on the server, so it is no longer live
+        assert await eventually(lambda: gone_from_registry(client, "security"), timeout=20)
+        await asyncio.sleep(1.0)  # and the coordinator's reviewers, cached for 1 s, are fresher than that
         proposal = risky("rel-frozen-security")
         await client.propose(proposal)
         outcome = await client.wait_for_outcome(proposal, timeout=20)
@@ -59,7 +73,8 @@ async def test_a_coordinator_frozen_past_the_ttl_opens_its_rounds_with_the_requi
     try:
         for proposal in clean + keyed:
             await client.propose(proposal)
-        await asyncio.sleep(3)
+        # frozen past the TTL: its own heartbeat expired, so its view of the registry is stale too
+        assert await eventually(lambda: gone_from_registry(client, "coordinator"), timeout=20)
     finally:
         coordinator.process.send_signal(signal.SIGCONT)
     outcomes = await asyncio.gather(*(client.wait_for_outcome(p, timeout=30) for p in clean + keyed))

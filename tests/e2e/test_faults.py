@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tests.e2e.support import OutcomeTap, eventually, sample, stream_messages
+from tests.e2e.support import OutcomeTap, eventually, mesh_settled, sample, stream_messages
 from tests.fakes.anthropic_server import FakeAnthropic
 
 SONNET = "claude-sonnet-4-6"
@@ -71,7 +71,9 @@ async def test_a_reviewer_killed_mid_review_is_replaced_and_two_coordinators_pub
         assert killed, "the victim had finished its reviews before the kill"
 
         outcomes = await asyncio.gather(*(client.wait_for_outcome(r, timeout=45) for r in releases))
-        await asyncio.sleep(1.5)  # room for a wrong second review or outcome
+        # every consumer settled, redeliveries of what the victim held included: a wrong second
+        # review or outcome would have been published (and heard by the tap) by now
+        await mesh_settled(settings, ["security", "compliance", "coordinator"], tap, timeout=60)
         requests = len(api.requests)
         await tap.__aexit__(None, None, None)
 

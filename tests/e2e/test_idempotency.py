@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bus.client import MeshClient
-from tests.e2e.support import OutcomeTap, eventually, sample, stream_messages
+from tests.e2e.support import OutcomeTap, eventually, mesh_settled, sample, stream_messages
 
 
 async def test_the_same_proposal_after_the_dedupe_window_still_gets_one_outcome(make_settings, launch):
@@ -35,7 +35,8 @@ async def test_the_same_proposal_after_the_dedupe_window_still_gets_one_outcome(
             return True
 
         assert await eventually(proposal_handled_again, timeout=20)
-        await asyncio.sleep(0.5)
+        # and what handling it published (reviews, perhaps an outcome) was handled in turn
+        await mesh_settled(settings, ["security", "compliance", "coordinator"], tap)
     stored = await stream_messages(settings.nats_url, s.events_stream)
     assert len(stored) == 2
     assert [o["outcome"] for o in tap.of("rel-beyond-window")] == ["approved"]
@@ -61,5 +62,5 @@ async def test_a_decided_round_publishes_nothing_more_when_its_deadline_fires(ma
             return info.delivered.stream_seq > 0 and info.num_ack_pending == 0 and info.num_pending == 0
 
         assert await eventually(deadline_handled, timeout=15)
-        await asyncio.sleep(0.5)
+        await mesh_settled(settings, ["coordinator"], tap)  # the tap has heard all the server sent
     assert [o["outcome"] for o in tap.of("rel-late-deadline")] == ["approved"]

@@ -143,7 +143,9 @@ async def test_a_slow_model_is_cut_off_before_the_rounds_deadline(start, client,
     assert outcome.missing == [] and outcome.outcome is Outcome.APPROVED
     (review,) = outcome.reviews
     assert review.model == "offline-rules" and "before the round's deadline" in review.attempts[0].reason
-    assert 3.0 <= waited < 6.0, f"decided after {waited:.1f} s"
+    # cut off at about 4 s, not at once; `missing == []` already shows the review beat the 6 s
+    # deadline, so the upper bound only keeps it in sight, with room for a loaded machine
+    assert 3.0 <= waited < 12.0, f"decided after {waited:.1f} s"
 
 
 async def test_tiering_sends_small_releases_to_the_cheap_model_first(start, client, api):

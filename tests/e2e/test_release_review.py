@@ -9,7 +9,7 @@ import pytest
 
 from contracts.deadletters import DeadLetter
 from contracts.outcomes import Outcome, RoundDecided
-from tests.e2e.support import eventually, sample, stream_messages
+from tests.e2e.support import eventually, mesh_settled, sample, stream_messages
 
 ALL = ["security", "compliance", "coordinator"]
 
@@ -63,7 +63,8 @@ async def test_duplicate_proposal_yields_one_outcome(mesh, client, settings):
     )
     first = await client.wait_for_outcome(proposal, timeout=20)
     assert first is not None and first.outcome == Outcome.APPROVED
-    await asyncio.sleep(1.5)  # room for a wrong second outcome to show up
+    # both copies handled by every service, and what they published handled in turn
+    await mesh_settled(settings, ALL)
 
     outcomes = await stream_messages(
         settings.nats_url, settings.subjects.outcomes_stream, settings.subjects.outcomes_of(proposal.release_id)
@@ -132,7 +133,8 @@ async def test_absent_reviewer_gets_its_fallback_at_the_deadline(make_settings, 
     assert outcome.missing == ["compliance"]
     assert outcome.fallbacks_applied == {"compliance": "block"}
     assert [r.reviewer for r in outcome.reviews] == ["security"]
-    assert 2.0 <= waited <= 8.0, f"deadline of 3 s fired after {waited:.1f} s"
+    # not before the deadline; the upper bound has room for a loaded machine
+    assert 2.0 <= waited <= 12.0, f"deadline of 3 s fired after {waited:.1f} s"
     assert "compliance did not answer" in outcome.reason
 
 

@@ -140,8 +140,9 @@ async def publish_with_cli(settings, tmp_path, release_id: str, *, wait: float, 
 async def test_one_proposal_from_the_cli_is_one_trace_with_every_hop_in_order(settings, launch, spans, tmp_path):
     """`mesh publish` starts the trace; each reviewer's `process` is a child of the CLI's `send`, each
     review's `send` a child of its reviewer's `process`, the coordinator's `process` of each review a
-    child of that `send`, and the outcome's `send` (beside the KV compare-and-set that decided the
-    round) a child of the deciding review's `process`. Every span about the release is in that one
+    child of that `send`, and the outcome's `send` a child of the deciding review's `process`, which
+    shows the KV compare-and-set that decided the round as a `kv.update` event (the proposal's
+    `process` shows the one that opened it). Every span about the release is in that one
     trace, which the outcome and both reviews record as `trace_id`."""
     await asyncio.to_thread(launch, settings, ["security", "compliance", "coordinator"])
     trace_id, _, outcome = await publish_with_cli(settings, tmp_path, "rel-trace-1", wait=20)
@@ -191,10 +192,11 @@ async def test_one_proposal_from_the_cli_is_one_trace_with_every_hop_in_order(se
 
     outcome_sent = one(found, service="coordinator", name=f"send {ns}.outcomes.release.*.*")
     assert outcome_sent.parent_id in review_processes
-    kv = [s for s in found if s.name == f"kv.update {settings.subjects.rounds_bucket}"]
-    [deciding] = [s for s in kv if s.attributes.get("mesh.round.decided")]
-    assert deciding.parent_id == outcome_sent.parent_id and deciding.attributes["mesh.kv.attempts"] >= 1
-    assert any(s.parent_id == coordinator.span_id for s in kv)  # the round opened
+    kv_update = f"kv.update {settings.subjects.rounds_bucket}"
+    deciding_process = review_processes[outcome_sent.parent_id]
+    [deciding] = [a for name, a in deciding_process.events if name == kv_update and a.get("mesh.round.decided")]
+    assert deciding["mesh.kv.attempts"] >= 1 and deciding["mesh.round.state"] == "decided"
+    assert any(name == kv_update and a["mesh.kv.changed"] for name, a in coordinator.events)  # the round opened
 
 
 async def test_a_deadline_fallback_round_shows_the_deadline_firing_in_its_trace(

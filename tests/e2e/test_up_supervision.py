@@ -157,5 +157,5 @@ def test_a_closed_terminal_stops_the_mesh_cleanly(tmp_path):
 
     assert code == 0, bytes(shown).decode(errors="replace")[-3000:]
     assert not run_file.exists()
-    time.sleep(0.5)
+    # `mesh up` waits for every process it started before it exits: its exit is the signal
     assert [pid for pid in [*services, nats_pid] if pid_alive(pid)] == []

@@ -101,8 +101,10 @@ async def test_a_paused_agent_gets_nothing_and_after_resume_gets_all_of_it_once(
         proposals = [sample("release_clean", release_id=f"rel-paused-{i}") for i in range(3)]
         for proposal in proposals:
             await client.propose(proposal)
-        await asyncio.sleep(1.5)
-        info = await consumer(settings, "security")
+        # the positive signal: the server holds security's pull request and the three proposals
+        # at once, and delivers none (a running consumer would hand them over at once)
+        info = await eventually(lambda: held_back(settings, "security", 3), timeout=10)
+        assert info, "security never asked while paused, so its pause proves nothing"
         assert (info.num_pending, info.num_ack_pending, info.delivered.stream_seq) == (3, 0, 0)
         assert agent.handled == 0
 
@@ -117,6 +119,14 @@ async def test_a_paused_agent_gets_nothing_and_after_resume_gets_all_of_it_once(
         actions = await admin.history(nc.jetstream(), settings, agent="security")
         assert [(a.action, a.by, a.until) for a in actions] == [(Action.PAUSE, BY, None), (Action.RESUME, BY, None)]
         assert (await admin.last_action(nc.jetstream(), settings, "security")).action == Action.RESUME
+
+
+async def held_back(settings, durable: str, pending: int):
+    """The consumer's info when it holds `pending` messages undelivered while a pull request of
+    the service waits on the server: only a paused consumer does that. Else None."""
+    info = await consumer(settings, durable)
+    waiting = info.num_waiting >= 1 and info.num_pending == pending and info.delivered.stream_seq == 0
+    return info if waiting else None
 
 
 async def _true(value: bool) -> bool:
@@ -136,7 +146,8 @@ async def test_a_timed_pause_ends_by_itself(settings, client):
         (state,) = await admin.consumer_states(client.nc.jetstream(), settings, "security")
         assert state.paused_until is not None and abs((state.paused_until - until).total_seconds()) < 0.01
         await client.propose(sample("release_clean", release_id="rel-timed"))
-        await asyncio.sleep(1.0)
+        info = await eventually(lambda: held_back(settings, "security", 1), timeout=10)
+        assert info, "the proposal was delivered during the pause"
         assert agent.handled == 0
         assert await eventually(lambda: _true(agent.handled == 1), timeout=10)
 

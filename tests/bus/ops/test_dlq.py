@@ -9,6 +9,7 @@ from bus.runtime import Agent, Delivery
 from contracts.releases import ReleaseProposed
 from tests.bus.ops.test_cli import mesh
 from tests.bus.test_runtime import dead_letters, proposal_json, publish_raw
+from tests.settled import consumer_settled
 
 
 async def test_dead_letters_are_listed_shown_replayed_once_and_purged(make_settings):
@@ -71,7 +72,8 @@ async def test_dead_letters_are_listed_shown_replayed_once_and_purged(make_setti
 
         again = await asyncio.to_thread(mesh, "dlq", "replay", str(seq), settings=settings)
         assert again.returncode == 0 and "replayed already" in again.stdout
-        await asyncio.sleep(0.5)
+        # the CLI has exited: whatever it published is stored, and the service has settled it all
+        await consumer_settled(settings.nats_url, settings.subjects.events_stream, "fragile")
         assert len(seen) == 1
 
     missing = await asyncio.to_thread(mesh, "dlq", "show", "9999", settings=settings)

@@ -23,8 +23,9 @@ def test_the_listening_socket_has_tcp_nodelay_so_accepted_connections_do():
 
 
 def test_kept_alive_requests_are_answered_without_the_delayed_ack_stall():
-    """Ten GETs on one kept-alive connection to a uvicorn server on that socket take well under the
-    ~40 ms per request a Nagle/delayed-ACK stall costs (it cost 44 ms each before the fix)."""
+    """GETs on one kept-alive connection to a uvicorn server on that socket are not held for the
+    ~40 ms a Nagle/delayed-ACK stall costs (it cost 44 ms each before the fix). The stall is a
+    kernel timer on every request, so even the quickest would show it; load only slows the others."""
 
     async def app(scope, receive, send):
         if scope["type"] == "http":
@@ -42,11 +43,12 @@ def test_kept_alive_requests_are_answered_without_the_delayed_ack_stall():
             time.sleep(0.01)
         with httpx.Client() as client:
             client.get(f"http://127.0.0.1:{port}/")
-            started = time.perf_counter()
-            for _ in range(10):
+            took = []
+            for _ in range(20):
+                started = time.perf_counter()
                 client.get(f"http://127.0.0.1:{port}/")
-            took = time.perf_counter() - started
-        assert took < 0.2, f"10 kept-alive requests took {took * 1000:.0f} ms"
+                took.append(time.perf_counter() - started)
+        assert min(took) < 0.03, f"the quickest of 20 kept-alive requests took {min(took) * 1000:.0f} ms"
     finally:
         server.should_exit = True
         thread.join(timeout=5)

@@ -65,7 +65,10 @@ async def test_schedules_are_listed_paused_resumed_and_triggered(settings, gatek
         count = len(await fired(js, ticker, "every"))
         report = await provision(js, ticker, [], reconcile=True, schedules=build(ticker).schedules)
         assert "schedule ticker.every (paused)" in report.unchanged
-        await asyncio.sleep(2.2)
+        # the positive signal: a control schedule on the same 1 s period fires twice meanwhile
+        control = ScheduleSpec.recurring("control", "pulse", every="1s")
+        await provision(js, ticker, [], reconcile=False, schedules=[control])  # ensure: removes nothing
+        await until(lambda: _fired_at_least(js, ticker, 2, "pulse", "control"), timeout=15)
         assert len(await fired(js, ticker, "every")) == count, "a paused schedule fired"
         shown = await run("show", "ticker.every", "--json")
         assert shown.returncode == 0, shown.stderr
@@ -110,6 +113,10 @@ async def test_a_bad_or_unknown_schedule_name_is_one_line_and_exit_2(settings):
     table = await asyncio.to_thread(mesh, "schedule", "list", settings=settings)
     assert table.returncode == 0, table.stderr
     assert "alpha.nightly" in table.stdout and "cron 0 0 3" in table.stdout and "active" in table.stdout
+
+
+async def _fired_at_least(js, settings, n: int, schedule: str, agent: str) -> bool:
+    return len(await fired(js, settings, schedule, agent)) >= n
 
 
 async def _more_than(js, settings, n: int) -> bool:

