@@ -66,7 +66,7 @@ def credential_kind(path: Path) -> str:
     The file is checked here, because nats-py reads it only when the server asks, and then
     fails with a traceback (a bad seed) or never returns (a .creds file without a JWT)."""
     try:
-        text = path.read_text(errors="replace")
+        text = path.read_bytes().decode(errors="replace")  # as nats-py reads it: no newline translation
     except OSError as exc:
         raise MeshError(f"MESH_NATS_CREDENTIALS: cannot read {path}: {exc.strerror}") from None
     if text.lstrip().startswith("SU"):
@@ -77,6 +77,12 @@ def credential_kind(path: Path) -> str:
             )
         return "nkeys_seed"
     jwt, seed = _creds_section(text, "NATS USER JWT"), _creds_section(text, "USER NKEY SEED")
+    if jwt and seed and (jwt.endswith("\r") or seed.endswith("\r")):
+        # nats-py reads each line up to its \n: the \r stays, and the seed no longer decodes
+        raise MeshError(
+            f"MESH_NATS_CREDENTIALS: {path} has Windows line endings (CRLF), which nats-py cannot read; "
+            "convert it to LF (dos2unix) or write it again with `nsc generate creds`"
+        )
     if not jwt or not seed or not _valid_seed(seed):
         raise MeshError(
             f"MESH_NATS_CREDENTIALS: {path} is neither an nkey seed (one line, SU…) nor a .creds file "
@@ -86,11 +92,12 @@ def credential_kind(path: Path) -> str:
 
 
 def _creds_section(text: str, name: str) -> str | None:
-    """The first line after `-----BEGIN <name>-----`, as nats-py reads it; None when absent."""
-    lines = text.splitlines()
+    """The first line after `-----BEGIN <name>-----`, as nats-py reads it (up to its newline, a
+    carriage return kept); None when absent."""
+    lines = text.split("\n")
     for i, line in enumerate(lines[:-1]):
         if f"BEGIN {name}" in line:
-            return lines[i + 1].strip() or None
+            return lines[i + 1] if lines[i + 1].strip() else None
     return None
 
 

@@ -43,6 +43,8 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _field(0x0A, value.encode())
     if isinstance(value, int):
+        if not -(1 << 63) <= value < 1 << 63:
+            raise ValueError(f"{value} is beyond int64")  # the SDK drops it; masked it would be wrong
         return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: negatives as 10 bytes
     if isinstance(value, float):
         return b"\x21" + _DOUBLE(value)
@@ -115,14 +117,17 @@ class SpanEncoder:
         values = self._values
         out = []
         for key, value in attributes.items():
-            if type(value) is not str:  # numbers vary; and True == 1 would share a cache entry
-                out.append(_field(tag, _key_value(key, value)))
-                continue
-            found = values.get((tag, key, value))
-            if found is None:
-                if len(values) >= _CACHED_VALUES:
-                    values.clear()
-                found = values[(tag, key, value)] = _field(tag, _key_value(key, value))
+            try:
+                if type(value) is not str:  # numbers vary; and True == 1 would share a cache entry
+                    out.append(_field(tag, _key_value(key, value)))
+                    continue
+                found = values.get((tag, key, value))
+                if found is None:
+                    if len(values) >= _CACHED_VALUES:
+                        values.clear()
+                    found = values[(tag, key, value)] = _field(tag, _key_value(key, value))
+            except (UnicodeEncodeError, ValueError):
+                continue  # a lone surrogate, an int beyond int64: that attribute is lost, as with the SDK
             out.append(found)
         return b"".join(out)
 

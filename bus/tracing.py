@@ -204,7 +204,13 @@ class TracingTelemetry(Telemetry):
     ) -> Iterator[None]:
         context = self._propagator.extract(parent) if parent is not None else None
         if self._unsampled(context):
-            yield
+            # no span, but a trace from `parent` goes on (unsampled) in what is published inside
+            token = otel_context.attach(context) if context is not None else None
+            try:
+                yield
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
             return
         links = None
         if link is not None:

@@ -184,6 +184,7 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
             settle=plan.settle,
             deadline=plan.deadline,
             through_deadlines=plan.through_deadlines,
+            last_restart=max((t0 + k.back for k in report.kills if k.back is not None), default=None),
         )
         if plan.through_deadlines:
             say(f"listening {max(until - time.monotonic(), 0):.1f} s more, until every round's deadline has fired")

@@ -45,12 +45,16 @@ def due(mark: int, *, published: int, open_rounds: int, total: int, recovered: b
 DEADLINE_SLACK_SECONDS = 2.0
 
 
-def listen_until(last_outcome: float, *, settle: float, deadline: float, through_deadlines: bool) -> float:
+def listen_until(
+    last_outcome: float, *, settle: float, deadline: float, through_deadlines: bool, last_restart: float | None = None
+) -> float:
     """When to stop listening for outcomes, on the clock of `last_outcome` (when the last one was
-    heard): `settle` seconds after it, or with `through_deadlines` also until every round's
-    deadline has fired. A round opens before it is decided, so its deadline comes at most
-    `deadline` after its outcome; it then reaches a round long decided, which must publish nothing."""
-    until = last_outcome + settle
+    heard): `settle` seconds after it, and after `last_restart` (when the last victim came back:
+    a thawed or restarted coordinator may publish a duplicate then), or with `through_deadlines`
+    also until every round's deadline has fired. A round opens before it is decided, so its
+    deadline comes at most `deadline` after its outcome; it then reaches a round long decided,
+    which must publish nothing."""
+    until = max(last_outcome, last_restart if last_restart is not None else last_outcome) + settle
     if through_deadlines:
         until = max(until, last_outcome + deadline + DEADLINE_SLACK_SECONDS)
     return until

@@ -33,6 +33,7 @@ class Kill:
     what: str  # what `Fault.kill` said, e.g. "killed coordinator (pid 4242, coordinator.log)"
     down: float = 0.0
     open_in_kv: int | None = None  # rounds the KV held unfinished just after the kill; None: not read
+    back: float | None = None  # seconds since the first proposal when its victim was restarted
 
     @property
     def idle(self) -> bool:
@@ -90,6 +91,7 @@ async def strike_in_flight(
             await progress.changed.wait()
         at = time.monotonic() - t0
         what = await asyncio.to_thread(fault.kill, rng)
+        kill: Kill | None = None
         try:
             kill = Kill(at, published, progress.total, open_now, what, down=rng.uniform(*downtime))
             struck.append(kill)
@@ -99,6 +101,8 @@ async def strike_in_flight(
             await asyncio.sleep(kill.down)
         finally:  # also when the run ends early: a SIGSTOP always gets its SIGCONT
             await asyncio.to_thread(fault.restart)
+            if kill is not None:  # what it woke may publish now: the run listens past this
+                kill.back = time.monotonic() - t0
         decided_at_restart = len(progress.heard)
 
 
