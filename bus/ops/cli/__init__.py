@@ -21,6 +21,7 @@ from bus.ops.bench import gateway_cli as bench_gateway
 from bus.ops.bench import llm_cli as bench_llm
 from bus.ops.cli import agents, approvals, chaos, control, dlq, events, provisioning, running, trace
 from bus.ops.cli import asyncapi as asyncapi_command
+from bus.ops.cli import deploy as deploy_commands
 from bus.ops.cli import eval as eval_command
 from bus.ops.cli import gateway as gateway_commands
 from bus.ops.cli import identities as identity_commands
@@ -57,7 +58,7 @@ def load_settings(ctx: typer.Context) -> None:
 
 
 # These start a mesh of their own (or only read run.json), so never join the one running here.
-_OWN_NATS = {"up", "demo", "chaos", "bench", "status", "schema", "eval"}
+_OWN_NATS = {"up", "demo", "chaos", "bench", "status", "schema", "eval", "deploy"}
 
 
 running.register(app)
@@ -74,6 +75,7 @@ trace.register(app)
 asyncapi_command.register(app)
 schedule_commands.register(app)
 eval_command.register(app)
+deploy_commands.register(app)  # `mesh deploy compose`, `mesh deploy provision`
 approvals.register(app)  # `mesh approvals list`, `mesh approve`, `mesh reject`, `mesh audit`
 bench_llm.register(bench.bench)  # `mesh bench llm`
 bench_gateway.register(bench.bench)  # `mesh bench gateway`

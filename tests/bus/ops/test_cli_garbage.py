@@ -75,6 +75,7 @@ REACHES_NATS: dict[str, list[str]] = {
     "approve": ["rel-1", "--note", "checked"],
     "reject": ["rel-1", "--note", "no changelog"],
     "audit": [],
+    "deploy provision": ["--wait", "1"],
 }
 # ... these never use it: they start a NATS of their own, or need none.
 OWN_OR_NO_NATS = {
@@ -94,6 +95,7 @@ OWN_OR_NO_NATS = {
     "identities show",
     "identities add-publisher",
     "eval",
+    "deploy compose",
 }
 
 
