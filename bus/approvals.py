@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from bus.client import _TRANSIENT, MeshClient
+from bus.client import TRANSIENT_ERRORS, MeshClient
 from bus.settings import BusSettings
 from bus.telemetry import Telemetry
 from contracts.approvals import ApprovalDecided, ApprovalState, ApprovalView, DecisionVerdict, approval_id
@@ -90,7 +90,7 @@ class ApprovalsClient:
         give_up = loop.time() + timeout
         wanted = approval_id(release_id, digest)
         while True:
-            with suppress(*_TRANSIENT):  # an election or a reconnect: look again, as for the outcome
+            with suppress(*TRANSIENT_ERRORS):  # an election or a reconnect: look again, as for the outcome
                 if (view := await self.get(wanted)) is not None:
                     return view
             if loop.time() >= give_up:

@@ -24,7 +24,13 @@ from contracts.outcomes import RoundDecided
 from contracts.releases import ReleaseProposed
 
 # What a restarting server or a stream electing a new leader answers for a few seconds.
-_TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ServiceUnavailableError)
+TRANSIENT_ERRORS = (
+    NatsTimeoutError,
+    asyncio.TimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 
 
 class MeshClient:
@@ -74,7 +80,7 @@ class MeshClient:
             while True:
                 try:
                     return await self.js.publish(subject, proposal.model_dump_json().encode(), headers=headers)
-                except _TRANSIENT:
+                except TRANSIENT_ERRORS:
                     if loop.time() + pause > give_up:
                         raise
                     await asyncio.sleep(pause)
@@ -107,13 +113,13 @@ class MeshClient:
             # Subscribe first, then look: an outcome published in between is seen either way.
             # Look again every few seconds: a message sent while we reconnected is not resent.
             while True:
-                with suppress(*_TRANSIENT):
+                with suppress(*TRANSIENT_ERRORS):
                     if (known := await self.outcome_of_revision(release_id, digest)) is not None:
                         return known
                 remaining = give_up - loop.time()
                 if remaining <= 0:
                     return None
-                with suppress(*_TRANSIENT):
+                with suppress(*TRANSIENT_ERRORS):
                     msg = await sub.next_msg(timeout=min(remaining, 3.0))
                     return RoundDecided.model_validate_json(msg.data)
         finally:
