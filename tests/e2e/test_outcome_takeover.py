@@ -104,6 +104,15 @@ def assert_the_decided_outcome(outcome: RoundDecided, decided: Round) -> None:
     assert [r.reviewer for r in outcome.reviews] == ["compliance"]  # a late review is not counted
 
 
+async def heard_once_as_decided(client, subjects, proposal, heard: list[dict], decided: Round):
+    """Check the outcome was heard once and is the decided one; the stored message."""
+    assert len(heard) == 1, f"published {len(heard)} times"
+    assert_the_decided_outcome(RoundDecided.model_validate(heard[0]), decided)
+    return await client.js.get_last_msg(
+        subjects.outcomes_stream, subjects.round_decided(proposal.release_id, proposal.content_digest)
+    )
+
+
 async def test_the_deciding_message_redelivered_publishes_the_outcome_at_once(make_settings, launch, client):
     """The message whose write decided the round (compliance's reject) comes back to a live
     coordinator, as it does after ack_wait when its handler died: it still holds the claim, so
@@ -124,12 +133,7 @@ async def test_the_deciding_message_redelivered_publishes_the_outcome_at_once(ma
         await tap.nc.flush()
         heard = tap.of(proposal.release_id)
 
-    assert len(heard) == 1, f"published {len(heard)} times"
-    outcome = RoundDecided.model_validate(heard[0])
-    assert_the_decided_outcome(outcome, decided)
-    last = await client.js.get_last_msg(
-        s.outcomes_stream, s.round_decided(proposal.release_id, proposal.content_digest)
-    )
+    last = await heard_once_as_decided(client, s, proposal, heard, decided)
     assert last.time < decided.publisher_since + LEASE, "the claimant waited for its own lease"
 
 
@@ -212,11 +216,6 @@ async def test_a_message_finding_an_overdue_claim_comes_back_and_takes_it_over(m
         await tap.nc.flush()
         heard = tap.of(proposal.release_id)
 
-    assert len(heard) == 1, f"published {len(heard)} times"
-    outcome = RoundDecided.model_validate(heard[0])
-    assert_the_decided_outcome(outcome, decided)
-    last = await client.js.get_last_msg(
-        s.outcomes_stream, s.round_decided(proposal.release_id, proposal.content_digest)
-    )
+    last = await heard_once_as_decided(client, s, proposal, heard, decided)
     assert last.time >= lease_ends, f"published {(lease_ends - last.time).total_seconds():.2f} s before the lease ended"
     assert last.time < decided.deadline, "the deadline, not the returning review, published it"
