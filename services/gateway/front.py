@@ -314,7 +314,13 @@ class Front:
                 async for entry in watcher:
                     if entry is None or not entry.value:
                         if await self.outcome(revision) is not None:
-                            break  # decided and its round long gone: only the outcome is left
+                            # decided: the reviews counted since the value we were given, if its
+                            # round is still kept, then only the outcome is left
+                            if (last := await self.round(revision)) is not None:
+                                for event in _reviews_after(last, sent):
+                                    sent = int(event.id)
+                                    yield event
+                            break
                         continue
                     round_ = Round.model_validate_json(entry.value)
                     for event in _reviews_after(round_, sent):

@@ -24,12 +24,15 @@ def bench_gateway(
     proposals: Annotated[int, typer.Option("--proposals", "-n", min=1, help="Proposals measured on each path.")] = 100,
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured proposals on each path first.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds a proposal may take on either path before the run fails.")
+    ] = 30.0,
 ) -> None:
     """Time a proposal's round trip through the gateway against the same on the bus, one run.
 
     Starts an embedded, secured mesh (offline reviewers, coordinator, gateway; data in
     `.mesh/bench-gateway`), then alternates: publish a fresh proposal with the NATS client and
-    wait for its outcome (the floor), and POST one to `/v1/events/release.proposed?wait=30`.
+    wait for its outcome (the floor), and POST one to `/v1/events/release.proposed?wait=` (`--timeout`).
     Proposals go one at a time, so the figures are latency, not queueing. Prints medians and
     p90s of both, the median the gateway adds, and the ratio.
 
@@ -44,7 +47,7 @@ def bench_gateway(
             f"[bold]mesh bench gateway[/]: {proposals} proposals per path after {warmup} warm-up; logs in {home}"
         )
     try:
-        figures = run_gateway_bench(settings, home=home, proposals=proposals, warmup=warmup).as_dict()
+        figures = run_gateway_bench(settings, home=home, proposals=proposals, warmup=warmup, timeout=timeout).as_dict()
     except OSError as exc:
         raise MeshError(f"the gateway benchmark could not run: {exc}") from exc
     if as_json:

@@ -22,6 +22,7 @@ from services.security import build as build_security
 from tests.bus.ops.test_cli import mesh
 from tests.e2e.support import eventually, sample
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.settled import consumer_settled
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 BY = "tester@host"
@@ -179,8 +180,9 @@ async def test_pausing_required_security_blocks_its_rounds_at_the_deadline_and_l
 
         await admin.resume(client.nc, settings, "security", by=BY)
         reviews = settings.subjects.review_submitted("security")
-        assert await eventually(lambda: _reviewed_by_security(client, reviews), timeout=10)
-        info = await consumer(settings, "security")
+        assert await eventually(lambda: _reviewed_by_security(client, reviews), timeout=30)
+        # the review is published before its proposal is acked: wait for the ack, then look
+        info = await consumer_settled(settings.nats_url, settings.subjects.events_stream, "security")
         assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
     finally:
         await asyncio.to_thread(running.stop)
