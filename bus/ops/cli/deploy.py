@@ -54,8 +54,9 @@ def compose(
     Builds the wheels on the host (build/wheels, build/project), then `agent-mesh:<version>` (every
     service) and `agent-mesh/nats:<version>` with `docker build`; writes a NATS seed per service
     and the operator's, the server's auth.conf, and the gateway's API keys with one key, `local`.
-    Seeds are kept when they exist. Run it again after `mesh gateway keys add` with
-    MESH_HOME=<out>/.. so the containers can read the new keys file.
+    Seeds are kept when they exist. After adding a key
+    (`MESH_GATEWAY_API_KEYS_FILE=.mesh/deploy/gateway/api-keys.json mesh gateway keys add ci`),
+    run `mesh deploy compose --no-build` again so the containers can read the new keys file.
 
     Example: `mesh deploy compose && docker compose up -d`
     """
