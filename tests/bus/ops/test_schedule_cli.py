@@ -33,6 +33,7 @@ async def js(nats_url):
         await nc.close()
 
 
+@pytest.mark.timeout(400)  # six CLI runs, each starting Python and building every service
 async def test_schedules_are_listed_paused_resumed_and_triggered(settings, gatekeeper, tmp_path, js):
     """list and show what is scheduled and what it last did; pause stops a schedule (and
     provisioning leaves it paused), resume puts it back, trigger fires one tick now."""
@@ -42,10 +43,11 @@ async def test_schedules_are_listed_paused_resumed_and_triggered(settings, gatek
     env = {"MESH_NATS_CREDENTIALS": str(operator)} if operator else {}
 
     async def run(*args: str):
-        return await asyncio.to_thread(mesh, "schedule", *args, settings=settings, **env)
+        # `mesh schedule` builds every service to find their schedules: seconds on a loaded machine
+        return await asyncio.to_thread(mesh, "schedule", *args, settings=settings, timeout=120, **env)
 
     async with build(ticker).running():
-        await until(lambda: done(log) and done(log, "check"), timeout=10)
+        await until(lambda: done(log) and done(log, "check"), timeout=30)
 
         listed = await run("list", "--json")
         assert listed.returncode == 0, listed.stderr
@@ -76,7 +78,7 @@ async def test_schedules_are_listed_paused_resumed_and_triggered(settings, gatek
         assert (detail["state"], detail["next_at"], detail["schedule_header"]) == ("paused", None, "@every 1s")
         assert detail["paused"]["by"] and detail["consumer"]["exists"] is True and detail["declared"] is False
 
-        triggered = await run("trigger", "ticker.every", "--wait", "10")  # paused, still fires by hand
+        triggered = await run("trigger", "ticker.every", "--wait", "30")  # paused, still fires by hand
         assert triggered.returncode == 0, triggered.stderr
         assert "triggered ticker.every: tick every:manual:" in triggered.stdout
         assert "handled by" in triggered.stdout
@@ -84,9 +86,9 @@ async def test_schedules_are_listed_paused_resumed_and_triggered(settings, gatek
 
         resumed = await run("resume", "ticker.every")
         assert resumed.returncode == 0, resumed.stderr
-        await until(lambda: _more_than(js, ticker, count + 1), timeout=5)
+        await until(lambda: _more_than(js, ticker, count + 1), timeout=20)
 
-        again = await run("trigger", "ticker.check", "--wait", "10")  # self-scheduled: sets its next run from it
+        again = await run("trigger", "ticker.check", "--wait", "30")  # self-scheduled: sets its next run from it
         assert again.returncode == 0, again.stderr
         assert "next run" in again.stdout
 
