@@ -5,6 +5,8 @@ attributes the same way, and copies itself into a `ReadableSpan` when it ends: i
 service that was most of what a span cost. A `LeanSpan` is that `ReadableSpan` from the start,
 its attributes a plain dict. The mesh's attributes are ours and known to be valid, so only
 values other code sets on a mesh span (a handler annotating its `process` span) are checked.
+The provider's span limits (`OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`…)
+are applied when the span ends, with the SDK's own bounded containers, and only when one bites.
 
 Everything else is the provider's: its resource, sampler, id generator and span processors
 (the exporter's batch processor, or a test's in-memory one), so these spans and the SDK's
@@ -19,13 +21,15 @@ from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 _UNSET = Status(StatusCode.UNSET)
 _SIMPLE = (str, bool, int, float)
@@ -41,6 +45,11 @@ class LeanTracer:
         self.ids = provider.id_generator
         # The SDK keeps the processors it was given in one composite; its spans end there too.
         self.processor = provider._active_span_processor
+        self.limits: SpanLimits = provider._span_limits
+        # Without a length limit (the default) a span is bounded only when a count is over its limit.
+        self.truncates = (
+            self.limits.max_span_attribute_length is not None or self.limits.max_attribute_length is not None
+        )
         self._follows_parent = follows_parent
 
     def start_span(
@@ -102,6 +111,7 @@ class LeanSpan(ReadableSpan, trace.Span):
         self._start_time = time_ns()
         self._end_time: int | None = None
         self._processor = tracer.processor
+        self._tracer = tracer
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -113,7 +123,7 @@ class LeanSpan(ReadableSpan, trace.Span):
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._end_time is None and key and (value := _valid(value)) is not None:
-            self._attributes[key] = value
+            self._attributes[key] = value  # type: ignore[index]  # a plain dict until the span ends
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self._end_time is None:
@@ -162,13 +172,55 @@ class LeanSpan(ReadableSpan, trace.Span):
         if self._end_time is not None:
             return
         self._end_time = end_time if end_time is not None else time_ns()
+        self._bound()
         self._processor.on_end(self)
+
+    def _bound(self) -> None:
+        """The provider's span limits, as the SDK applies them (its containers also count what
+        they dropped, which the exporter sends); nothing to do unless a limit bites."""
+        limits, truncates = self._tracer.limits, self._tracer.truncates
+        if truncates or _over(self._attributes, limits.max_span_attributes):
+            self._attributes = BoundedAttributes(
+                limits.max_span_attributes, self._attributes, max_value_len=limits.max_span_attribute_length
+            )
+        events = self._events
+        if events and (
+            truncates
+            or _over(events, limits.max_events)
+            or any(_over(event.attributes, limits.max_event_attributes) for event in events)
+        ):
+            bounded = BoundedList(limits.max_events)
+            for event in events:
+                attributes = BoundedAttributes(
+                    limits.max_event_attributes, event.attributes, max_value_len=limits.max_attribute_length
+                )
+                bounded.append(Event(event.name, attributes, event.timestamp))
+            self._events = bounded
+        links = self._links
+        if links and (
+            truncates
+            or _over(links, limits.max_links)
+            or any(_over(link.attributes, limits.max_link_attributes) for link in links)
+        ):
+            bounded = BoundedList(limits.max_links)
+            for link in links:
+                attributes = BoundedAttributes(
+                    limits.max_link_attributes, link.attributes, max_value_len=limits.max_attribute_length
+                )
+                bounded.append(Link(link.context, attributes))
+            self._links = bounded
+
+
+def _over(items: Any, limit: int | None) -> bool:
+    return limit is not None and items is not None and len(items) > limit
 
 
 def _valid(value: Any) -> Any:
-    """An attribute value as OpenTelemetry allows it (a primitive, or a sequence of one kind of
-    them, as a tuple), else None: dropped, as the SDK drops it."""
+    """An attribute value as OpenTelemetry allows it (a primitive, bytes, or a sequence of one kind
+    of primitive, as a tuple), else None: dropped, as the SDK drops it."""
     if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, bytes):  # sent as OTLP bytes, as the SDK sends them
         return value
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         items = tuple(value)

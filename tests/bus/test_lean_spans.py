@@ -7,6 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -85,3 +86,70 @@ def test_a_failure_inside_a_span_ends_it_as_error_with_the_exception_and_only_va
     kv, exception = span.events
     assert kv.attributes == {"mesh.kv.attempts": 2}
     assert exception.name == "exception" and exception.attributes["exception.type"] == "ValueError"
+
+
+def limited(monkeypatch, **limits: str) -> tuple[TracingTelemetry, InMemorySpanExporter, TracerProvider]:
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()  # reads the OTEL_*_LIMIT variables, as a service's does
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return TracingTelemetry(provider), exporter, provider
+
+
+def test_the_span_limits_an_operator_sets_bound_the_mesh_spans_as_the_sdks():
+    """`OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`,
+    `OTEL_SPAN_EVENT_COUNT_LIMIT` and `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` trim a mesh span
+    exactly as they trim an SDK span given the same calls: strings cut, the oldest attributes
+    and events dropped, and what was dropped counted for the exporter."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        telemetry, exporter, provider = limited(
+            monkeypatch,
+            OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT="5",
+            OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT="4",
+            OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT="3",
+            OTEL_SPAN_EVENT_COUNT_LIMIT="2",
+        )
+
+        def calls(span) -> None:
+            span.set_attribute("mesh.reason", "a secret pattern matched")
+            span.set_attribute("mesh.missing", ["security", "compliance"])
+            span.set_attribute("mesh.count", 7)
+            span.set_attribute("mesh.digest", b"\x00\x01")
+            for n in range(3):
+                span.add_event(f"kv.update {n}", {"mesh.kv.key": "release-42", "n": n})
+
+        with telemetry.span("dead-letter", {"error.type": "failed"}):
+            calls(trace.get_current_span())
+        sdk = provider.get_tracer("sdk").start_span("dead-letter", attributes={"error.type": "failed"})
+        calls(sdk)
+        sdk.end()
+    lean, theirs = exporter.get_finished_spans()
+    assert (
+        dict(lean.attributes)
+        == dict(theirs.attributes)
+        == {
+            "mesh.missing": ("secur", "compl"),
+            "mesh.count": 7,
+            "mesh.digest": b"\x00\x01",
+        }
+    )
+    assert lean.dropped_attributes == theirs.dropped_attributes == 2
+    assert [(e.name, dict(e.attributes)) for e in lean.events] == [(e.name, dict(e.attributes)) for e in theirs.events]
+    assert [e.name for e in lean.events] == ["kv.update 1", "kv.update 2"]
+    assert lean.events[0].attributes["mesh.kv.key"] == "rele"
+    assert lean.dropped_events == theirs.dropped_events == 1
+
+
+def test_without_limits_set_a_mesh_span_keeps_its_plain_attributes():
+    """The defaults (no length limit, 128 of each) leave a mesh span's attributes its own plain
+    dict: the limits cost nothing until an operator sets one that bites."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        telemetry, exporter, _ = limited(monkeypatch)
+        monkeypatch.delenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
+        monkeypatch.delenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
+        with telemetry.span("dead-letter", {"mesh.reason": "x" * 10_000}):
+            pass
+    [span] = exporter.get_finished_spans()
+    assert type(span._attributes) is dict and span.attributes["mesh.reason"] == "x" * 10_000
+    assert span.dropped_attributes == 0
