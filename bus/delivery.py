@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,14 @@ class Delivery:
     message: Msg
     log: Any
     telemetry: Telemetry = field(default_factory=Telemetry)
+    started: float = field(default_factory=time.monotonic)  # made as its handler starts
+
+    @property
+    def handling_seconds(self) -> float:
+        """How long this handler has run so far, by a clock that keeps running while the process
+        is frozen: a handler that ran for much of `ack_wait` may have been overtaken by its own
+        message, redelivered and handled elsewhere."""
+        return time.monotonic() - self.started
 
     @property
     def deliveries(self) -> int:

@@ -58,6 +58,9 @@ class Coordinator:
         self._lease = timedelta(seconds=settings.ack_wait_seconds + settings.publish_timeout_seconds)
         # A publisher alive and well has published within one publish timeout of its claim.
         self._overdue = timedelta(seconds=settings.publish_timeout_seconds)
+        # In-progress acks go out at most ack_wait/3 apart: a message redelivered while its handler
+        # lives means that handler was stalled for at least two thirds of ack_wait.
+        self._stalled_after = settings.ack_wait_seconds / 2
         self.store: RoundStore | None = None
         self.directory: AgentDirectory | None = None
         self._reviewers: dict[str, tuple[float, tuple[list[str], list[str]]]] = {}  # event type -> (until, answer)
@@ -257,9 +260,12 @@ class Coordinator:
                 return
             round_ = claimed.round
             decided_now = False
-        # If this very write decided the round, nobody can have published its outcome. Otherwise
-        # it may have been published before a crash, longer ago than the duplicate window.
-        if not decided_now and await self._outcome_stored(round_.release_id, round_.content_digest):
+        # If this very write decided the round, nobody can have published its outcome, unless this
+        # handler stalled (its process frozen) long enough for its message to be redelivered and
+        # handled elsewhere: the stream would drop our copy, but core subscribers would hear it twice.
+        # Otherwise it may have been published before a crash, longer ago than the duplicate window.
+        look = not decided_now or delivery.handling_seconds > self._stalled_after
+        if look and await self._outcome_stored(round_.release_id, round_.content_digest):
             delivery.log.info("outcome already published; not again")
         else:
             await self._publish_outcome(round_.outcome, delivery)
