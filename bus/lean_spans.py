@@ -16,7 +16,7 @@ Everything else is the provider's: its resource, sampler, id generator and span 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -183,32 +183,40 @@ class LeanSpan(ReadableSpan, trace.Span):
             self._attributes = BoundedAttributes(
                 limits.max_span_attributes, self._attributes, max_value_len=limits.max_span_attribute_length
             )
-        events = self._events
-        if events and (
-            truncates
-            or _over(events, limits.max_events)
-            or any(_over(event.attributes, limits.max_event_attributes) for event in events)
-        ):
-            bounded = BoundedList(limits.max_events)
-            for event in events:
-                attributes = BoundedAttributes(
-                    limits.max_event_attributes, event.attributes, max_value_len=limits.max_attribute_length
-                )
-                bounded.append(Event(event.name, attributes, event.timestamp))
-            self._events = bounded
-        links = self._links
-        if links and (
-            truncates
-            or _over(links, limits.max_links)
-            or any(_over(link.attributes, limits.max_link_attributes) for link in links)
-        ):
-            bounded = BoundedList(limits.max_links)
-            for link in links:
-                attributes = BoundedAttributes(
-                    limits.max_link_attributes, link.attributes, max_value_len=limits.max_attribute_length
-                )
-                bounded.append(Link(link.context, attributes))
-            self._links = bounded
+        length = limits.max_attribute_length
+        self._events = _bounded_list(
+            self._events, limits.max_events, limits.max_event_attributes, length, truncates, _event_with
+        )
+        self._links = _bounded_list(
+            self._links, limits.max_links, limits.max_link_attributes, length, truncates, _link_with
+        )
+
+
+def _bounded_list(
+    items: Sequence[Any],
+    max_items: int | None,
+    max_attributes: int | None,
+    max_length: int | None,
+    truncates: bool,
+    rebuild: Callable[[Any, BoundedAttributes], Any],
+) -> Any:
+    """A span's events or links as the SDK bounds them; `items` itself when no limit bites."""
+    if not items or not (
+        truncates or _over(items, max_items) or any(_over(item.attributes, max_attributes) for item in items)
+    ):
+        return items
+    bounded = BoundedList(max_items)
+    for item in items:
+        bounded.append(rebuild(item, BoundedAttributes(max_attributes, item.attributes, max_value_len=max_length)))
+    return bounded
+
+
+def _event_with(event: Event, attributes: BoundedAttributes) -> Event:
+    return Event(event.name, attributes, event.timestamp)
+
+
+def _link_with(link: Link, attributes: BoundedAttributes) -> Link:
+    return Link(link.context, attributes)
 
 
 def _over(items: Any, limit: int | None) -> bool:
