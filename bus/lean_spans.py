@@ -47,9 +47,17 @@ class LeanTracer:
         self.processor = provider._active_span_processor
         self.limits: SpanLimits = provider._span_limits
         # Without a length limit (the default) a span is bounded only when a count is over its limit.
-        self.truncates = (
-            self.limits.max_span_attribute_length is not None or self.limits.max_attribute_length is not None
+        limits = self.limits
+        self.truncates = limits.max_span_attribute_length is not None or limits.max_attribute_length is not None
+        counts = (
+            limits.max_span_attributes,
+            limits.max_events,
+            limits.max_links,
+            limits.max_event_attributes,
+            limits.max_link_attributes,
         )
+        # Nothing within this many of anything can be over a count limit: a quick first check.
+        self.fits = min((limit for limit in counts if limit is not None), default=None)
         self._follows_parent = follows_parent
 
     def start_span(
@@ -123,7 +131,10 @@ class LeanSpan(ReadableSpan, trace.Span):
 
     def set_attribute(self, key: str, value: Any) -> None:
         if self._end_time is None and key and (value := _valid(value)) is not None:
-            self._attributes[key] = value  # type: ignore[index]  # a plain dict until the span ends
+            attributes = self._attributes  # a plain dict until the span ends
+            if key in attributes:  # set again: the newest, as in the SDK (the oldest go over a count limit)
+                del attributes[key]  # type: ignore[attr-defined]
+            attributes[key] = value  # type: ignore[index]
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self._end_time is None:
@@ -178,7 +189,10 @@ class LeanSpan(ReadableSpan, trace.Span):
     def _bound(self) -> None:
         """The provider's span limits, as the SDK applies them (its containers also count what
         they dropped, which the exporter sends); nothing to do unless a limit bites."""
-        limits, truncates = self._tracer.limits, self._tracer.truncates
+        tracer = self._tracer
+        limits, truncates, fits = tracer.limits, tracer.truncates, tracer.fits
+        if not truncates and (fits is None or _within(self, fits)):
+            return
         if truncates or _over(self._attributes, limits.max_span_attributes):
             self._attributes = BoundedAttributes(
                 limits.max_span_attributes, self._attributes, max_value_len=limits.max_span_attribute_length
@@ -219,13 +233,26 @@ def _link_with(link: Link, attributes: BoundedAttributes) -> Link:
     return Link(link.context, attributes)
 
 
+def _within(span: LeanSpan, fits: int) -> bool:
+    """No part of `span` holds more than `fits` items."""
+    events, links = span._events, span._links
+    return (
+        len(span._attributes) <= fits
+        and len(events) <= fits
+        and len(links) <= fits
+        and all(len(event.attributes) <= fits for event in events)
+        and all(len(link.attributes or ()) <= fits for link in links)
+    )
+
+
 def _over(items: Any, limit: int | None) -> bool:
     return limit is not None and items is not None and len(items) > limit
 
 
 def _valid(value: Any) -> Any:
-    """An attribute value as OpenTelemetry allows it (a primitive, bytes, or a sequence of one kind
-    of primitive, as a tuple), else None: dropped, as the SDK drops it."""
+    """An attribute value of the kinds OpenTelemetry's attribute spec names (a primitive, bytes,
+    or a sequence of one kind of primitive, as a tuple), else None: dropped. (Newer SDKs also keep
+    maps and mixed lists, which the mesh never sets on its spans.)"""
     if isinstance(value, _SIMPLE):
         return value
     if isinstance(value, bytes):  # sent as OTLP bytes, as the SDK sends them

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 
 from bus.directory import AgentDirectory
 from bus.errors import InvalidMessage, NotYet
+from bus.inflight import ack_period
 from bus.runtime import Agent, Delivery
 from bus.telemetry import Telemetry
 from contracts.approvals import (
@@ -58,9 +59,10 @@ class Coordinator:
         self._lease = timedelta(seconds=settings.ack_wait_seconds + settings.publish_timeout_seconds)
         # A publisher alive and well has published within one publish timeout of its claim.
         self._overdue = timedelta(seconds=settings.publish_timeout_seconds)
-        # In-progress acks go out at most ack_wait/3 apart: a message redelivered while its handler
-        # lives means that handler was stalled for at least two thirds of ack_wait.
-        self._stalled_after = settings.ack_wait_seconds / 2
+        # In-progress acks go out one `ack_period` apart: a message redelivered while its handler
+        # lives means that handler stalled for at least ack_wait - ack_period. Half that: margin for
+        # an acker itself late on a starved event loop.
+        self._stalled_after = max(settings.ack_wait_seconds - ack_period(settings.ack_wait_seconds), 0.0) / 2
         self.store: RoundStore | None = None
         self.directory: AgentDirectory | None = None
         self._reviewers: dict[str, tuple[float, tuple[list[str], list[str]]]] = {}  # event type -> (until, answer)

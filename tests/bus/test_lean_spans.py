@@ -88,7 +88,22 @@ def test_a_failure_inside_a_span_ends_it_as_error_with_the_exception_and_only_va
     assert exception.name == "exception" and exception.attributes["exception.type"] == "ValueError"
 
 
+LIMITS = (
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
+
+
 def limited(monkeypatch, **limits: str) -> tuple[TracingTelemetry, InMemorySpanExporter, TracerProvider]:
+    """A provider with these span limits and no others, whatever the environment says."""
+    for name in LIMITS:
+        monkeypatch.delenv(name, raising=False)
     for name, value in limits.items():
         monkeypatch.setenv(name, value)
     exporter = InMemorySpanExporter()
@@ -112,6 +127,7 @@ def test_the_span_limits_an_operator_sets_bound_the_mesh_spans_as_the_sdks():
         )
 
         def calls(span) -> None:
+            span.set_attribute("mesh.count", 6)  # set again below: then the newest, not the oldest
             span.set_attribute("mesh.reason", "a secret pattern matched")
             span.set_attribute("mesh.missing", ["security", "compliance"])
             span.set_attribute("mesh.count", 7)
@@ -146,8 +162,6 @@ def test_without_limits_set_a_mesh_span_keeps_its_plain_attributes():
     dict: the limits cost nothing until an operator sets one that bites."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         telemetry, exporter, _ = limited(monkeypatch)
-        monkeypatch.delenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
-        monkeypatch.delenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
         with telemetry.span("dead-letter", {"mesh.reason": "x" * 10_000}):
             pass
     [span] = exporter.get_finished_spans()
