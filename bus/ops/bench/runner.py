@@ -11,6 +11,7 @@ Each measurement is preceded by an unmeasured warm-up at the same concurrency.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,27 +112,13 @@ def turns(systems: list[str], repeat: int) -> list[str]:
 def _measure(system: System, plan: Plan, concurrency: int, replicas: int, *, on_outcome) -> Run:
     # a traced mesh gets proposals that start their traces, as `mesh publish`'s do
     sampling = plan.trace_sampling if system.name == "mesh-traced" else None
-    if plan.warmup:
-        asyncio.run(
-            drive(
-                system.settings,
-                proposals=plan.warmup,
-                concurrency=concurrency,
-                timeout=plan.timeout_seconds,
-                trace_sampling=sampling,
-            )
-        )
-    meter = Meter(system.processes).start()
-    load = asyncio.run(
-        drive(
-            system.settings,
-            proposals=plan.proposals,
-            concurrency=concurrency,
-            timeout=plan.timeout_seconds,
-            on_outcome=on_outcome,
-            trace_sampling=sampling,
-        )
+    load_with = functools.partial(
+        drive, system.settings, concurrency=concurrency, timeout=plan.timeout_seconds, trace_sampling=sampling
     )
+    if plan.warmup:
+        asyncio.run(load_with(proposals=plan.warmup))
+    meter = Meter(system.processes).start()
+    load = asyncio.run(load_with(proposals=plan.proposals, on_outcome=on_outcome))
     usage = meter.stop()
     return Run(
         system=system.name,
