@@ -12,6 +12,7 @@ ending: coordinator/approval_desk.py handles that wait, its decisions and its de
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -309,11 +310,21 @@ class Coordinator:
     async def _publish_outcome(self, outcome: RoundDecided, delivery: Delivery) -> None:
         if trace_id := delivery.trace_id:  # the trace of the message whose handling decided the round
             outcome = outcome.model_copy(update={"trace_id": trace_id})
-        ack = await delivery.publish(
-            outcome,
-            self.subjects.round_decided(outcome.release_id, outcome.content_digest),
-            msg_id=outcome_msg_id(outcome.release_id, outcome.content_digest),
-        )
+        try:
+            ack = await delivery.publish(
+                outcome,
+                self.subjects.round_decided(outcome.release_id, outcome.content_digest),
+                msg_id=outcome_msg_id(outcome.release_id, outcome.content_digest),
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            # No PubAck (a stream electing its leader, NATS gone, the handler's budget spent): the
+            # message may still have reached core subscribers. The retry looks in the stream first
+            # and sends it again only if it is not there, so such a subscriber may hear it twice;
+            # this line is how `mesh chaos` tells that from publishing twice.
+            delivery.log.warning(
+                "outcome publish unacknowledged", outcome=outcome.outcome.value, error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
         delivery.log.info(
             "outcome published", outcome=outcome.outcome.value, reason=outcome.reason, duplicate=ack.duplicate
         )

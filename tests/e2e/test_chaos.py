@@ -17,16 +17,17 @@ from tests.bus.ops.test_cli import mesh
 
 LINE = re.compile(
     r"^proposals=(\d+) outcomes=(\d+) lost=(\d+) duplicated=(\d+) wrong=(\d+) dead_lettered=(\d+) "
-    r"heard=(\d+) published=(\d+) p50=([\d.]+)s p99=([\d.]+)s$"
+    r"heard=(\d+) published=(\d+) unacked=(\d+) p50=([\d.]+)s p99=([\d.]+)s$"
 )
 KILLS = re.compile(r"^kills=(\d+) idle=(\d+) open_rounds=([\d,]+) open_in_kv=([\d,-]+)$", re.MULTILINE)
 
 
 def summary(stdout: str) -> tuple[int, ...]:
-    """(proposals, outcomes, lost, duplicated, wrong, dead_lettered, heard, published) of the last line."""
+    """(proposals, outcomes, lost, duplicated, wrong, dead_lettered, heard, published, unacked) of the
+    last line."""
     found = LINE.match(stdout.strip().splitlines()[-1])
     assert found, stdout
-    return tuple(map(int, found.groups()[:8]))
+    return tuple(map(int, found.groups()[:9]))
 
 
 def open_at_kills(stdout: str) -> tuple[int, list[int]]:
@@ -41,8 +42,9 @@ async def test_chaos_loses_and_duplicates_nothing(kind, tmp_path):
     """A reviewer, the coordinator, the nats-server or one node of a 3-node cluster is SIGKILLed
     while at least one round is open (a proposal acknowledged, its outcome not yet heard) and
     restarted: every proposal gets exactly one outcome — in the stream, as heard by a core-NATS
-    subscriber, and as published by the coordinator by its own log — none contradicts its
-    content, and the command exits 0. The run listens until every round's 6 s deadline has
+    subscriber (less the copies of publishes the coordinator logged as unacknowledged and sent
+    again: a stream electing its leader after a node dies), and as published by the coordinator
+    by its own log — none contradicts its content, and the command exits 0. The run listens until every round's 6 s deadline has
     fired on its decided round: that publishes nothing either."""
     result = await asyncio.to_thread(
         mesh,
@@ -64,13 +66,15 @@ async def test_chaos_loses_and_duplicates_nothing(kind, tmp_path):
         MESH_HOME=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    proposals, outcomes, lost, duplicated, wrong, _, heard, published = summary(result.stdout)
+    proposals, outcomes, lost, duplicated, wrong, _, heard, published, unacked = summary(result.stdout)
     assert (proposals, outcomes, lost, duplicated, wrong) == (12, 12, 0, 0, 0)
     # The subscriber and the log really counted (else a duplicate could not show). With NATS itself
     # killed the subscriber may miss an outcome flushed before it resubscribed; a coordinator
-    # SIGKILLed between a PubAck and its log line leaves no line. Neither counts one twice.
-    assert heard == 12 if kind in ("reviewer", "coordinator") else heard >= 11
-    assert published == 12 if kind != "coordinator" else published >= 11
+    # SIGKILLed between a PubAck and its log line leaves no line. Neither counts one twice. Only
+    # a publish the stream did not acknowledge, sent again, may be heard twice; one the stream
+    # stored although its PubAck was lost is found there on the retry and logged as published by nobody.
+    assert heard == 12 if kind in ("reviewer", "coordinator") else 11 <= heard <= 12 + unacked
+    assert 12 - unacked <= published <= 12 if kind != "coordinator" else published >= 11
     idle, open_rounds = open_at_kills(result.stdout)
     assert idle == 0 and len(open_rounds) == 1 and open_rounds[0] >= 1, result.stderr
     assert re.search(r"killed (security|compliance|coordinator|nats-server|node n\d) \(pid \d+", result.stderr)
@@ -115,8 +119,8 @@ async def test_a_reviewer_frozen_past_its_heartbeat_ttl_decides_nothing_wrongly(
         MESH_HOME=str(tmp_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    proposals, outcomes, lost, duplicated, wrong, _, heard, published = summary(result.stdout)
-    assert (proposals, outcomes, lost, duplicated, wrong, heard, published) == (30, 30, 0, 0, 0, 30, 30)
+    proposals, outcomes, lost, duplicated, wrong, _, heard, published, unacked = summary(result.stdout)
+    assert (proposals, outcomes, lost, duplicated, wrong, heard, published, unacked) == (30, 30, 0, 0, 0, 30, 30, 0)
     idle, open_rounds = open_at_kills(result.stdout)
     assert idle == 0 and open_rounds[0] >= 1
     assert "froze security" in result.stderr and "down 20.0 s" in result.stderr
@@ -133,7 +137,9 @@ async def test_a_nats_restart_leaves_no_round_without_reviewers(tmp_path):
         say=lambda _: None,
     )
     assert (report.tally.lost, report.tally.duplicated, report.tally.wrong) == (0, 0, 0), report.wrong
-    assert len(report.outcomes) == 30 and report.tally.published == 30
+    # each outcome logged as published once, but for those the stream stored while their PubAck
+    # was lost: their retry found them stored (`unacked` counts the lost PubAcks)
+    assert len(report.outcomes) == 30 and 30 - report.tally.unacked <= report.tally.published <= 30
     assert len(report.kills) == 2 and all(kill.open >= 1 for kill in report.kills), report.kills
     assert all(outcome.expected for outcome in report.outcomes)
     assert {o.outcome for o in report.outcomes} >= {Outcome.APPROVED, Outcome.BLOCKED}

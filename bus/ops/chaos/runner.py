@@ -11,7 +11,8 @@ well-behaved producer would. A core-NATS subscriber hears every outcome publish 
 (`bus.ops.chaos.progress`). At the end, every outcome in the outcomes stream is counted, and
 judged against what its release's content deserves (`bus.ops.chaos.proposals`,
 `bus.ops.chaos.tally.judge`); duplicates are counted in the stream, in what the subscriber
-heard and in what the coordinators logged as published.
+heard (less the copies of publishes the stream never acknowledged, which the coordinator logs
+and sends again) and in what the coordinators logged as published.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bus.ops.chaos.proposals import REVIEWERS, deserved, proposals
 from bus.ops.chaos.schedule import listen_until
 from bus.ops.chaos.steward import EffectWitness, StewardCheck, check_steward
 from bus.ops.chaos.strikes import Kill, kills_line, strike_in_flight, unfinished_rounds
-from bus.ops.chaos.tally import Tally, judge, published_in_logs
+from bus.ops.chaos.tally import PUBLISHED, UNACKNOWLEDGED, Tally, judge, logged
 from bus.ops.dead_letters import read_stream
 from bus.ops.launcher import RunningMesh, start_mesh
 from bus.ops.settings import MeshSettings
@@ -192,8 +193,8 @@ async def _run(mesh: RunningMesh, plan: ChaosPlan, say: Callable[[str], None]) -
         for service in mesh.services:
             memory = report.memory.setdefault(_label(service, mesh), Memory())
             memory.after, memory.peak = rss(service.pid), peak_rss(service.pid)
-        published = _published(mesh, plan)
-        await _count_through_elections(client, proposed, truth, report, heard=progress.heard, published=published)
+        logs = _logged(mesh, plan)
+        await _count_through_elections(client, proposed, truth, report, heard=progress.heard, logs=logs)
         if plan.kill == "steward":
             report.steward = await check_steward(client.js, settings, witness)
         report.elapsed = time.monotonic() - t0
@@ -260,13 +261,13 @@ async def _count_through_elections(
     report: ChaosReport,
     *,
     heard: dict[str, int],
-    published: dict[str, int] | None,
+    logs: CoordinatorLogs | None,
     attempts: int = 30,
 ) -> None:
     """Count, retrying while a restarted node's streams elect leaders (API calls time out then)."""
     for attempt in range(attempts):
         try:
-            return await _count(client, proposed, truth, report, heard=heard, published=published)
+            return await _count(client, proposed, truth, report, heard=heard, logs=logs)
         except (TimeoutError, nats.errors.Error):  # JetStream API errors derive from nats.errors.Error
             if attempt == attempts - 1:
                 raise
@@ -281,7 +282,7 @@ async def _count(
     report: ChaosReport,
     *,
     heard: dict[str, int],
-    published: dict[str, int] | None,
+    logs: CoordinatorLogs | None,
 ) -> None:
     s = client.settings.subjects
     stored, outcomes, wrong = [], [], []
@@ -296,22 +297,39 @@ async def _count(
             wrong.append(f"{outcome.release_id}: {why}")
     dead = (await client.js.stream_info(s.dead_letter_stream)).state.messages
     report.tally = Tally.count(
-        proposed, stored, dead_lettered=dead, wrong=len(wrong), heard=dict(heard), published=published
+        proposed,
+        stored,
+        dead_lettered=dead,
+        wrong=len(wrong),
+        heard=dict(heard),
+        published=logs.published if logs else None,
+        unacknowledged=logs.unacknowledged if logs else None,
     )
     report.outcomes, report.wrong = outcomes, wrong
 
 
-def _published(mesh: RunningMesh, plan: ChaosPlan) -> dict[str, int] | None:
-    """Outcome publishes per release, as the coordinators logged them (every incarnation: a
-    restart appends to the same log); None when their log level hides the `info` lines."""
+@dataclass
+class CoordinatorLogs:
+    """Outcome publishes per release as the coordinators logged them: acknowledged by the stream,
+    and not (those are sent again)."""
+
+    published: dict[str, int] = field(default_factory=dict)
+    unacknowledged: dict[str, int] = field(default_factory=dict)
+
+
+def _logged(mesh: RunningMesh, plan: ChaosPlan) -> CoordinatorLogs | None:
+    """What the coordinators logged of their outcome publishes (every incarnation: a restart
+    appends to the same log); None when their log level hides the `info` lines."""
     if plan.log_level.upper() not in ("DEBUG", "INFO"):
         return None
-    logs = {s.log_path for s in mesh.services if s.name == "coordinator" and s.log_path}
-    found: dict[str, int] = {}
-    for path in logs:
-        with open(path, errors="replace") as lines:
-            for release_id, n in published_in_logs(lines).items():
-                found[release_id] = found.get(release_id, 0) + n
+    paths = {s.log_path for s in mesh.services if s.name == "coordinator" and s.log_path}
+    found = CoordinatorLogs()
+    for path in paths:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+        for event, counts in ((PUBLISHED, found.published), (UNACKNOWLEDGED, found.unacknowledged)):
+            for release_id, n in logged(lines, event).items():
+                counts[release_id] = counts.get(release_id, 0) + n
     return found
 
 

@@ -5,7 +5,11 @@ Pure functions of what was proposed (release id → when it was first sent, and 
 content deserves) and of three views of the outcomes: what the outcomes stream holds (after its
 dedupe), what a core-NATS subscriber heard during the run (every publish, duplicates included)
 and what the coordinators' logs say they published. A duplicate in any view is a duplicate:
-a consumer would have seen it. Tested without a broker.
+a consumer would have seen it — except, in what the subscriber heard, a copy sent again because
+the stream never acknowledged the first (a timeout while a stream elects its leader): core NATS
+hands every publish to its subscribers whether or not a stream stores it, so an at-least-once
+publisher that retries is heard twice, and the coordinator logs each such attempt. Tested
+without a broker.
 """
 
 from __future__ import annotations
@@ -50,19 +54,24 @@ def judge(outcome: RoundDecided, deserved: Outcome) -> str | None:
     return f"{outcome.outcome.value} with every expected reviewer answering; the rules say {deserved.value}"
 
 
-def published_in_logs(lines: Iterable[str]) -> Counter[str]:
-    """Release id → how many times a coordinator's log says it published that release's outcome
-    (JSON lines, `"event": "outcome published"`, the release as `correlation_id`). A publisher
-    SIGKILLed between its PubAck and its log line leaves no line: a floor, like `heard`."""
+PUBLISHED = "outcome published"  # the coordinator's log event once the stream acknowledged an outcome
+UNACKNOWLEDGED = "outcome publish unacknowledged"  # ... when its publish got no PubAck (sent again later)
+
+
+def logged(lines: Iterable[str], event: str) -> Counter[str]:
+    """Release id → how many of a coordinator's JSON log lines have this `event` (the release is
+    the line's `correlation_id`). A publisher SIGKILLed before its log line leaves no line: a
+    floor, like `heard`."""
     found: Counter[str] = Counter()
+    quoted = json.dumps(event)
     for line in lines:
-        if '"outcome published"' not in line:
+        if quoted not in line:
             continue
         try:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a SIGKILL
-        if record.get("event") == "outcome published" and record.get("correlation_id"):
+        if record.get("event") == event and record.get("correlation_id"):
             found[record["correlation_id"]] += 1
     return found
 
@@ -77,6 +86,7 @@ class Tally:
     wrong: int = 0  # outcome messages that contradict their release's content (see `judge`)
     heard: int = 0  # outcome messages for our proposals a core-NATS subscriber heard
     published: int | None = None  # ... the coordinators' logs say they published (None: not logged)
+    unacked: int = 0  # outcome publishes the coordinators logged as unacknowledged, and so sent again
     latencies: list[float] = field(default_factory=list, repr=False)  # seconds, proposal → first outcome
 
     @classmethod
@@ -89,11 +99,13 @@ class Tally:
         wrong: int = 0,
         heard: Mapping[str, int] | None = None,
         published: Mapping[str, int] | None = None,
+        unacknowledged: Mapping[str, int] | None = None,
     ) -> Tally:
         """`outcomes` are (release id, stored at) as the stream holds them; `heard` and
         `published` count outcome messages per release id as a subscriber heard them and as the
-        coordinators logged them. A release's duplicates are its count beyond one in the view
-        that has most of it."""
+        coordinators logged them; `unacknowledged` counts the publishes the coordinators logged
+        as getting no PubAck. A release's duplicates are its count beyond one in the view that
+        has most of it; each unacknowledged publish excuses one copy heard (never the last)."""
         per_release: Counter[str] = Counter()
         first: dict[str, float] = {}
         for release_id, stored_at in outcomes:
@@ -101,7 +113,10 @@ class Tally:
                 continue  # not ours
             per_release[release_id] += 1
             first[release_id] = min(stored_at, first.get(release_id, stored_at))
-        views = [per_release, heard or {}, published or {}]
+        unacked = {r: n for r, n in (unacknowledged or {}).items() if r in proposed}
+        # An unacknowledged publish may have reached the subscriber, then its retry did too.
+        heard_less_retries = {r: max(n - unacked.get(r, 0), min(n, 1)) for r, n in (heard or {}).items()}
+        views = [per_release, heard_less_retries, published or {}]
         most = {r: max(view.get(r, 0) for view in views) for r in proposed}
         return cls(
             proposals=len(proposed),
@@ -112,6 +127,7 @@ class Tally:
             wrong=wrong,
             heard=sum(n for r, n in (heard or {}).items() if r in proposed),
             published=None if published is None else sum(n for r, n in published.items() if r in proposed),
+            unacked=sum(unacked.values()),
             latencies=[max(first[r] - proposed[r], 0.0) for r in first],
         )
 
@@ -130,7 +146,7 @@ class Tally:
 
     def line(self) -> str:
         """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N
-        p50=0.412s p99=2.310s` (one line)"""
+        unacked=0 p50=0.412s p99=2.310s` (one line)"""
 
         def seconds(value: float | None) -> str:
             return "-" if value is None else f"{value:.3f}s"
@@ -139,5 +155,5 @@ class Tally:
         return (
             f"proposals={self.proposals} outcomes={self.outcomes} lost={self.lost} duplicated={self.duplicated} "
             f"wrong={self.wrong} dead_lettered={self.dead_lettered} heard={self.heard} published={published} "
-            f"p50={seconds(self.p50)} p99={seconds(self.p99)}"
+            f"unacked={self.unacked} p50={seconds(self.p50)} p99={seconds(self.p99)}"
         )

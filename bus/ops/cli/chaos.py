@@ -82,7 +82,7 @@ def chaos(
     wait for the outcomes, and print two lines:
 
     `kills=K idle=0 open_rounds=3,1,… open_in_kv=2,1,…`
-    `proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N p50=… p99=…`
+    `proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N unacked=N p50=… p99=…`
 
     Each kill strikes while work is in flight: after a seeded number of proposals has been
     acknowledged, and only while some of them have no outcome yet (after a restart, only once the
@@ -94,7 +94,9 @@ def chaos(
     Outcomes are counted three ways: `outcomes` in the outcomes stream (after its dedupe),
     `heard` by a core-NATS subscriber during the run (every publish, as a consumer would get
     it), `published` in the coordinators' logs. `duplicated` counts outcomes beyond the first
-    for a release in whichever of the three shows most.
+    for a release in whichever of the three shows most — less, in what was heard, one copy for
+    each publish the stream did not acknowledge and the coordinator sent again (`unacked`, its
+    `outcome publish unacknowledged` lines: core subscribers hear a publish the stream missed).
 
     One release in four is risky (a committed AWS or Stripe key, a customer-facing change
     without a changelog entry); each outcome is judged against what the offline rules and the

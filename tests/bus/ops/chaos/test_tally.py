@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bus.ops.chaos.faults import fault_for
-from bus.ops.chaos.tally import Tally, judge, percentile, published_in_logs
+from bus.ops.chaos.tally import PUBLISHED, UNACKNOWLEDGED, Tally, judge, logged, percentile
 from contracts.outcomes import Outcome, RoundDecided
 
 BLOCKED, APPROVED, ESCALATED = Outcome.BLOCKED, Outcome.APPROVED, Outcome.ESCALATED
@@ -37,14 +37,21 @@ def test_outcomes_of_releases_we_did_not_propose_are_ignored():
 
 
 def test_the_line_has_the_documented_shape():
-    """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N p50=… p99=…`"""
+    """`proposals=N outcomes=N lost=0 duplicated=0 wrong=0 dead_lettered=K heard=N published=N unacked=N
+    p50=… p99=…`"""
     counted = Tally.count(
-        {"a": 0.0, "b": 0.0}, [("a", 0.25), ("b", 1.5)], dead_lettered=1, heard={"a": 1, "b": 1}, published={"a": 1}
+        {"a": 0.0, "b": 0.0},
+        [("a", 0.25), ("b", 1.5)],
+        dead_lettered=1,
+        heard={"a": 2, "b": 1},
+        published={"a": 1},
+        unacknowledged={"a": 1, "zz": 4},
     )
     assert counted.line() == (
-        "proposals=2 outcomes=2 lost=0 duplicated=0 wrong=0 dead_lettered=1 heard=2 published=1 p50=0.250s p99=1.500s"
+        "proposals=2 outcomes=2 lost=0 duplicated=0 wrong=0 dead_lettered=1 heard=3 published=1 unacked=1 "
+        "p50=0.250s p99=1.500s"
     )
-    assert Tally.count({"a": 0.0}, [], dead_lettered=0).line().endswith("heard=0 published=- p50=- p99=-")
+    assert Tally.count({"a": 0.0}, [], dead_lettered=0).line().endswith("heard=0 published=- unacked=0 p50=- p99=-")
 
 
 @pytest.mark.parametrize(
@@ -66,17 +73,47 @@ def test_a_duplicate_in_any_view_is_a_duplicate(stored, heard, published, duplic
     assert tally.ok is (duplicated == 0)
 
 
+@pytest.mark.parametrize(
+    ("heard", "published", "unacknowledged", "duplicated"),
+    [
+        ({"a": 2}, {"a": 1}, {"a": 1}, 0),  # heard, unacknowledged, looked for, sent again: heard again
+        ({"a": 1}, {"a": 1}, {"a": 1}, 0),  # the unacknowledged copy never reached the subscriber
+        ({"a": 3}, {"a": 1}, {"a": 1}, 1),  # one retry explains one copy, not two
+        ({"a": 2}, {"a": 2}, {"a": 1}, 1),  # two acknowledged publishes: a duplicate whatever else failed
+        ({"a": 2}, {"a": 1}, {"b": 1}, 1),  # another release's retry explains nothing of this one
+        ({"a": 2}, None, {"a": 1}, 0),  # no logged publishes: the retry still explains the copy heard
+    ],
+)
+def test_a_copy_heard_of_an_unacknowledged_publish_is_not_a_duplicate(heard, published, unacknowledged, duplicated):
+    """Core NATS hands a publish to subscribers whether or not the stream stores it: when the
+    coordinator logs a publish as unacknowledged and retries, the subscriber may hear both.
+    Each such logged attempt excuses one copy heard — never the last, never a second publish
+    the stream acknowledged (the mutation that republishes on every message still counts)."""
+    tally = Tally.count(
+        {"a": 0.0, "b": 0.0},
+        [("a", 1.0), ("b", 1.0)],
+        dead_lettered=0,
+        heard={"b": 1, **heard},
+        published=None if published is None else {"b": 1, **published},
+        unacknowledged=unacknowledged,
+    )
+    assert tally.duplicated == duplicated
+    assert tally.unacked == sum(unacknowledged.values())
+
+
 def test_publishes_are_read_from_the_coordinators_json_log_lines():
-    """Each `outcome published` line counts once for its correlation id; other events, other
+    """Each line with the event counts once for its correlation id; other events, other
     services' lines and a line cut short by a SIGKILL count for nothing."""
     lines = [
         '{"service": "coordinator", "correlation_id": "chaos-5-00001", "event": "outcome published", "level": "info"}',
         '{"service": "coordinator", "correlation_id": "chaos-5-00001", "event": "outcome published", "level": "info"}',
         '{"service": "coordinator", "correlation_id": "chaos-5-00002", "event": "review counted", "level": "debug"}',
         '{"service": "coordinator", "correlation_id": "chaos-5-00003", "event": "outcome publ',
+        '{"service": "coordinator", "correlation_id": "chaos-5-00004", "event": "outcome publish unacknowledged"}',
         "Traceback (most recent call last):",
     ]
-    assert published_in_logs(lines) == {"chaos-5-00001": 2}
+    assert logged(lines, PUBLISHED) == {"chaos-5-00001": 2}
+    assert logged(lines, UNACKNOWLEDGED) == {"chaos-5-00004": 1}
 
 
 @pytest.mark.parametrize(("q", "expected"), [(50, 50), (99, 99), (100, 100), (1, 1)])
