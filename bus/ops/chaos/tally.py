@@ -6,10 +6,10 @@ content deserves) and of three views of the outcomes: what the outcomes stream h
 dedupe), what a core-NATS subscriber heard during the run (every publish, duplicates included)
 and what the coordinators' logs say they published. A duplicate in any view is a duplicate:
 a consumer would have seen it — except, in what the subscriber heard, a copy sent again because
-the stream never acknowledged the first (a timeout while a stream elects its leader): core NATS
-hands every publish to its subscribers whether or not a stream stores it, so an at-least-once
-publisher that retries is heard twice, and the coordinator logs each such attempt. Tested
-without a broker.
+the stream never acknowledged the first (a stream electing its leader, or not yet loaded by a
+restarted server): core NATS hands every publish to its subscribers whether or not a stream
+stores it, so an at-least-once publisher that retries is heard twice, and the coordinator logs
+each such attempt. Tested without a broker.
 """
 
 from __future__ import annotations
